@@ -1,0 +1,325 @@
+//! The gateway's YAML config: what it may contain, and how a bad one is reported.
+//!
+//! Every struct denies unknown fields so a typo is an error, not a silent
+//! default. Errors carry the file and the line they point at, so
+//! `wasmgate validate` can say exactly where a config is wrong.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A config that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where clients connect.
+    pub listeners: Vec<ListenerConfig>,
+    /// Where plugins come from and the limits every plugin call runs under.
+    #[serde(default)]
+    pub plugins: PluginSettings,
+    /// Named groups of upstream servers.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Routes; the most specific match wins, ties go to the first listed.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Directory the config file lives in; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `ip:port` to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub address: SocketAddr,
+}
+
+/// Plugin loading and per-call limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSettings {
+    /// Directory holding `<name>.wasm` files; watched for changes.
+    pub dir: PathBuf,
+    /// Wall-clock budget of one plugin call before it is interrupted.
+    pub call_timeout_ms: u64,
+    /// Linear-memory cap of one plugin instance.
+    pub memory_limit_mb: u64,
+    /// Warm instances kept per route entry.
+    pub max_idle_instances: usize,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            dir: PathBuf::from("plugins"),
+            call_timeout_ms: 100,
+            memory_limit_mb: 64,
+            max_idle_instances: 64,
+        }
+    }
+}
+
+/// A named group of interchangeable servers, balanced round-robin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` of each server.
+    pub targets: Vec<String>,
+    /// Whole-request timeout (connect to last response header); 504 when hit.
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_upstream_timeout_ms() -> u64 {
+    30_000
+}
+
+/// A route: what it matches, where it goes, and the plugins it runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name; shown in logs and passed to plugins.
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchConfig,
+    /// Name of the upstream requests are sent to.
+    pub upstream: String,
+    /// Largest request or response body buffered for a plugin that asks for it; 413 beyond.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// The ordered plugin chain.
+    #[serde(default)]
+    pub plugins: Vec<PluginEntry>,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+/// What a request must look like for a route to match. Empty matches everything.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Exact `Host` (port ignored).
+    pub host: Option<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Path prefix, matched on segment boundaries when it ends without `/`.
+    pub path_prefix: Option<String>,
+    /// Allowed methods (any if empty).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Headers that must be present with exactly these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One plugin in a route's chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntry {
+    /// Plugin name: the file `<plugins.dir>/<name>.wasm`.
+    pub name: String,
+    /// Passed to the plugin's `init` as JSON text.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// What a plugin fault does to the request.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// What happens to a request when its plugin traps, times out or breaks its memory cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Answer 500: a broken auth plugin must not let requests through.
+    #[default]
+    FailClosed,
+    /// Skip the plugin and go on.
+    FailOpen,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, path, base)
+    }
+
+    /// Parses and validates config text; `file` is only used in errors.
+    pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
+        let invalid = |line: usize, message: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line,
+            message,
+        };
+        let mut config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(1);
+            invalid(line, e.to_string())
+        })?;
+        config.base_dir = base_dir.to_path_buf();
+        config
+            .check()
+            .map_err(|(needle, message)| invalid(line_of(text, &needle), message))?;
+        Ok(config)
+    }
+
+    /// The plugins directory, resolved against the config file's directory.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.plugins.dir)
+    }
+
+    /// Semantic checks serde cannot express. On error returns text to locate
+    /// the offending line and the message.
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.listeners.is_empty() {
+            return Err(("listeners".into(), "at least one listener is required".into()));
+        }
+        for (name, upstream) in &self.upstreams {
+            if upstream.targets.is_empty() {
+                return Err((
+                    format!("{name}:"),
+                    format!("upstream `{name}` has no targets"),
+                ));
+            }
+            for target in &upstream.targets {
+                if target.parse::<http::uri::Authority>().is_err() || !target.contains(':') {
+                    return Err((
+                        target.clone(),
+                        format!("upstream `{name}`: target `{target}` is not host:port"),
+                    ));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("name: {}", route.name);
+            let here = |msg: String| (at.clone(), format!("routes[{i}] `{}`: {msg}", route.name));
+            if !seen.insert(route.name.as_str()) {
+                return Err(here("duplicate route name".into()));
+            }
+            if !self.upstreams.contains_key(&route.upstream) {
+                return Err(here(format!(
+                    "upstream `{}` is not defined (defined: {})",
+                    route.upstream,
+                    self.upstreams.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let m = &route.matcher;
+            if m.path.is_some() && m.path_prefix.is_some() {
+                return Err(here("match has both `path` and `path_prefix`; pick one".into()));
+            }
+            for p in m.path.iter().chain(&m.path_prefix) {
+                if !p.starts_with('/') {
+                    return Err(here(format!("match path `{p}` must start with `/`")));
+                }
+            }
+            for method in &m.methods {
+                if method.parse::<http::Method>().is_err() {
+                    return Err(here(format!("`{method}` is not an HTTP method")));
+                }
+            }
+            for plugin in &route.plugins {
+                let valid = !plugin.name.is_empty()
+                    && plugin
+                        .name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    return Err(here(format!(
+                        "plugin name `{}` must be letters, digits, `-` or `_`",
+                        plugin.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line of the first line containing `needle`, or 1.
+pub fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("gw.yaml"), Path::new("."))
+    }
+
+    const GOOD: &str = "
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  users:
+    targets: [127.0.0.1:9001]
+routes:
+  - name: users
+    match: { path_prefix: /users }
+    upstream: users
+    plugins:
+      - name: api-key
+        config: { keys: [] }
+";
+
+    #[test]
+    fn parses_a_good_config_with_defaults() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.routes[0].plugins[0].on_error, OnError::FailClosed);
+        assert_eq!(config.plugins.call_timeout_ms, 100);
+        assert_eq!(config.upstreams["users"].timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn unknown_field_names_the_line() {
+        let text = GOOD.replace("    upstream: users", "    upstrem: users");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:8:"), "{err}");
+        assert!(err.contains("unknown field `upstrem`"), "{err}");
+    }
+
+    #[test]
+    fn undefined_upstream_names_route_and_line() {
+        let text = GOOD.replace("    upstream: users", "    upstream: orders");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:8:"), "{err}");
+        assert!(err.contains("upstream `orders` is not defined"), "{err}");
+    }
+
+    #[test]
+    fn bad_on_error_value_is_refused() {
+        let text = format!("{GOOD}        on_error: maybe\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `maybe`"), "{err}");
+    }
+}

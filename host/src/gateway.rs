@@ -1,0 +1,100 @@
+//! A gateway generation: routes, upstreams and plugin chains built from one
+//! config and one plugin catalog. Requests load the current generation once
+//! and finish on it, so a reload never changes a request midway.
+
+use crate::catalog::PluginCatalog;
+use crate::chain::{Chain, Step};
+use crate::config::Config;
+use crate::plugin::{PluginError, PluginLimits, PluginRuntime};
+use crate::router::Router;
+use crate::upstream::Upstream;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One immutable generation of the gateway's routing state.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    router: Router,
+    pub routes: Vec<Route>,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+}
+
+/// A route ready to serve.
+pub struct Route {
+    pub name: Arc<str>,
+    pub upstream: Arc<Upstream>,
+    pub max_body_bytes: usize,
+    pub chain: Chain,
+}
+
+/// The plugin limits a config asks for.
+pub fn plugin_limits(config: &Config) -> PluginLimits {
+    PluginLimits {
+        call_timeout: Duration::from_millis(config.plugins.call_timeout_ms),
+        memory_limit_bytes: (config.plugins.memory_limit_mb as usize) << 20,
+        max_idle_instances: config.plugins.max_idle_instances,
+    }
+}
+
+impl Gateway {
+    /// Builds a generation: every plugin entry gets its own instance pool,
+    /// initialised with its config now, so a config a plugin refuses fails
+    /// the build instead of a request. Plugins missing from `catalog` are
+    /// loaded into it.
+    pub async fn build(
+        config: Arc<Config>,
+        catalog: &mut PluginCatalog,
+        runtime: &Arc<PluginRuntime>,
+    ) -> Result<Gateway, PluginError> {
+        let dir = config.plugin_dir();
+        let limits = plugin_limits(&config);
+        let upstreams: HashMap<String, Arc<Upstream>> = config
+            .upstreams
+            .iter()
+            .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u))))
+            .collect();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let mut steps = Vec::with_capacity(route.plugins.len());
+            for entry in &route.plugins {
+                if catalog.get(&entry.name).is_none() {
+                    catalog.load(runtime, &dir, &entry.name).await?;
+                }
+                let compiled = catalog.get(&entry.name).expect("loaded above").clone();
+                let pool = runtime
+                    .pool(compiled, &route.name, entry.config.to_string(), limits)
+                    .await?;
+                steps.push(Step {
+                    pool: Arc::new(pool),
+                    on_error: entry.on_error,
+                });
+            }
+            routes.push(Route {
+                name: route.name.as_str().into(),
+                upstream: upstreams[&route.upstream].clone(),
+                max_body_bytes: route.max_body_bytes,
+                chain: Chain::new(steps),
+            });
+        }
+        Ok(Gateway {
+            router: Router::new(config.routes.iter().map(|r| &r.matcher)),
+            config,
+            routes,
+            upstreams,
+        })
+    }
+
+    /// The route for a request, if any.
+    pub fn route(&self, method: &http::Method, host: Option<&str>, path: &str, headers: &http::HeaderMap) -> Option<&Route> {
+        self.router.find(method, host, path, headers).map(|i| &self.routes[i])
+    }
+
+    /// Names of the plugins any route uses.
+    pub fn plugin_names(&self) -> impl Iterator<Item = &str> {
+        self.config
+            .routes
+            .iter()
+            .flat_map(|r| r.plugins.iter().map(|p| p.name.as_str()))
+    }
+}

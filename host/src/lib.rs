@@ -1,0 +1,156 @@
+//! wasmgate: an API gateway whose every policy is a sandboxed WebAssembly
+//! component.
+//!
+//! A request flows: [`server`] (hyper listener) → [`proxy::handle`] →
+//! [`router`] picks the route → [`chain`] runs the route's plugins' request
+//! hooks in order → [`upstream`] sends it on → the response hooks run in
+//! reverse order → back to the client. Plugins run in [`plugin`] (wasmtime
+//! component model, contract in `wit/`). A [`gateway::Gateway`] is one
+//! immutable generation of all that; [`reload`] builds the next one when
+//! the config or a plugin file changes and swaps it in atomically.
+//!
+//! Run `examples/quickstart/wasmgate.yaml` with `make demo`; embed with [`start`].
+
+pub mod body;
+pub mod catalog;
+pub mod chain;
+pub mod config;
+pub mod convert;
+pub mod demo;
+pub mod gateway;
+pub mod outbound;
+pub mod plugin;
+pub mod proxy;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
+
+use crate::catalog::PluginCatalog;
+use crate::config::{Config, ConfigError};
+use crate::gateway::Gateway;
+use crate::plugin::{HostServices, MemoryKv, PluginError, PluginRuntime};
+use crate::proxy::Shared;
+use crate::reload::{ReloadEvent, Reloader};
+use crate::upstream::UpstreamDirectory;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Why the gateway could not start (or a config could not be validated).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot watch {path} for changes: {source}")]
+    Watch { path: PathBuf, source: notify::Error },
+}
+
+/// The gateway's capabilities for plugins, wired to the given upstream directory.
+fn gateway_services(upstreams: Arc<UpstreamDirectory>, client: upstream::HttpClient) -> HostServices {
+    HostServices {
+        kv: Arc::new(MemoryKv::default()),
+        outbound: Arc::new(outbound::GatewayOutbound { client, upstreams }),
+        telemetry: Arc::new(telemetry::GatewayTelemetry::new(prometheus::Registry::new())),
+    }
+}
+
+/// Loads a config and builds the gateway from it — compiling every plugin and
+/// initialising it with its route config — without listening. What
+/// `wasmgate validate` runs.
+pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
+    let config = Arc::new(Config::load(config_path)?);
+    let upstreams = Arc::new(UpstreamDirectory::default());
+    let runtime = Arc::new(PluginRuntime::new(gateway_services(upstreams, upstream::http_client()))?);
+    let mut catalog = PluginCatalog::default();
+    Ok(Gateway::build(config, &mut catalog, &runtime).await?)
+}
+
+/// A running gateway. Dropping it stops the listeners and the watcher.
+pub struct RunningGateway {
+    /// The bound address of each listener, in config order.
+    pub addresses: Vec<SocketAddr>,
+    reloader: Arc<Reloader>,
+    tasks: Vec<JoinHandle<()>>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl RunningGateway {
+    /// Every hot-reload attempt so far, oldest first.
+    pub fn reload_events(&self) -> Vec<ReloadEvent> {
+        self.reloader.events()
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the gateway from a config file: builds the first generation, binds
+/// every listener, and watches the config and plugin files for hot reload.
+pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
+    let config = Arc::new(Config::load(config_path)?);
+    let upstreams = Arc::new(UpstreamDirectory::default());
+    let client = upstream::http_client();
+    let runtime = Arc::new(PluginRuntime::new(gateway_services(upstreams.clone(), client.clone()))?);
+    let mut catalog = PluginCatalog::default();
+    let gateway = Gateway::build(config.clone(), &mut catalog, &runtime).await?;
+    upstreams.publish(gateway.upstreams.clone());
+    let shared = Arc::new(Shared {
+        gateway: arc_swap::ArcSwap::from_pointee(gateway),
+        upstreams,
+        client,
+    });
+
+    let mut listeners = Vec::new();
+    for listener in &config.listeners {
+        let bound = tokio::net::TcpListener::bind(listener.address)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: listener.address,
+                source,
+            })?;
+        listeners.push(bound);
+    }
+    let addresses = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound listener has an address"))
+        .collect();
+
+    let plugin_dir = config.plugin_dir();
+    let reloader = Arc::new(Reloader::new(
+        config_path.to_path_buf(),
+        runtime,
+        shared.clone(),
+        config,
+        catalog,
+    ));
+    let watcher = reload::watch(reloader.clone(), &plugin_dir).map_err(|source| StartError::Watch {
+        path: plugin_dir.clone(),
+        source,
+    })?;
+    let tasks = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(server::serve(l, shared.clone())))
+        .collect();
+    Ok(RunningGateway {
+        addresses,
+        reloader,
+        tasks,
+        _watcher: watcher,
+    })
+}

@@ -1,0 +1,103 @@
+//! The `wasmgate` command: run a gateway, validate a config, or run the demo.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// The quickstart config `wasmgate demo` runs when given none.
+const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart/wasmgate.yaml");
+
+#[derive(Parser)]
+#[command(name = "wasmgate", version, about = "An API gateway whose policies are sandboxed WebAssembly components")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway; the config and plugin files are hot-reloaded.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config: parse it, compile its plugins and initialise each with
+    /// its route config. Exits non-zero with file:line and what is wrong.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the quickstart: the gateway plus echo servers for every upstream target in the config.
+    Demo {
+        #[arg(long, short, default_value = QUICKSTART)]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config } => run(&config).await,
+        Command::Validate { config } => {
+            let gateway = wasmgate::validate(&config).await?;
+            println!(
+                "{}: ok ({} routes, {} upstreams, plugins: {})",
+                config.display(),
+                gateway.routes.len(),
+                gateway.upstreams.len(),
+                gateway.plugin_names().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        Command::Demo { config } => {
+            start_demo_upstreams(&config).await?;
+            run(&config).await
+        }
+    }
+}
+
+async fn run(config: &Path) -> anyhow::Result<()> {
+    let gateway = wasmgate::start(config).await?;
+    for address in &gateway.addresses {
+        tracing::info!("wasmgate listening on http://{address}");
+    }
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Starts an echo server on every upstream target of the config.
+async fn start_demo_upstreams(config: &Path) -> anyhow::Result<()> {
+    let parsed = wasmgate::config::Config::load(config)?;
+    for (name, upstream) in &parsed.upstreams {
+        for target in &upstream.targets {
+            let listener = tokio::net::TcpListener::bind(target)
+                .await
+                .with_context(|| format!("demo upstream `{name}` cannot listen on {target}"))?;
+            tracing::info!("demo upstream `{name}` echoing on http://{target}");
+            tokio::spawn(wasmgate::demo::serve_echo(listener, name.clone()));
+        }
+    }
+    Ok(())
+}

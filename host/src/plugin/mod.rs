@@ -1,0 +1,96 @@
+//! Plugins: the WIT bindings, the wasmtime runtime that runs them, and the
+//! host capabilities they may import.
+
+pub mod bindings;
+pub mod capabilities;
+mod host_api;
+pub mod runtime;
+pub mod state;
+
+pub use capabilities::{HostServices, KvStore, MemoryKv, Outbound, Telemetry};
+pub use runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime};
+pub use state::RequestContext;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The contract version this host implements (the `wit/` package version).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+/// Whether a plugin built against contract `version` can run on this host:
+/// same major, and same minor while the major is 0 (semver's rule).
+pub fn compatible_version(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut parts = v.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    match (parse(version), parse(CONTRACT_VERSION)) {
+        (Some((0, minor)), Some((0, ours))) => minor == ours,
+        (Some((major, _)), Some((ours, _))) => major == ours,
+        _ => false,
+    }
+}
+
+/// A plugin that could not be loaded; the previous version (if any) keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    #[error("plugin engine: {0}")]
+    Engine(String),
+    #[error("{file}: cannot read plugin: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a valid Wasm component: {message}")]
+    Compile { file: PathBuf, message: String },
+    #[error("{file}: incompatible with the plugin contract: {message}")]
+    Contract { file: PathBuf, message: String },
+    #[error("plugin `{plugin}` on route `{route}` refused its config: {message}")]
+    Init {
+        plugin: String,
+        route: String,
+        message: String,
+    },
+}
+
+/// Why one plugin call failed. The request fails (per `on_error`); the
+/// gateway goes on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginFault {
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("exceeded its call deadline of {timeout:?}")]
+    Deadline { timeout: Duration },
+    #[error("exceeded its memory cap of {limit_bytes} bytes")]
+    Memory { limit_bytes: usize },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl PluginFault {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFault::Trap(_) => "trap",
+            PluginFault::Deadline { .. } => "deadline",
+            PluginFault::Memory { .. } => "memory",
+            PluginFault::Config(_) => "config",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility_follows_semver() {
+        assert!(compatible_version("0.1.0"));
+        assert!(compatible_version("0.1.7"));
+        assert!(!compatible_version("0.2.0"));
+        assert!(!compatible_version("1.0.0"));
+        assert!(!compatible_version("garbage"));
+    }
+}

@@ -1,0 +1,340 @@
+//! The plugin runtime: one wasmtime engine, components compiled once per file,
+//! and per-route-entry pools of warm, initialised instances.
+//!
+//! A fresh instance costs ~20 µs, a call into a warm one ~1 µs (see
+//! BENCHMARKS.md), so instances are reused across requests; one that faults is
+//! dropped, never returned to its pool. Every call runs under an epoch
+//! deadline and a linear-memory cap.
+
+use super::bindings::{Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges};
+use super::capabilities::HostServices;
+use super::state::{PluginState, RequestContext};
+use super::{PluginError, PluginFault};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+
+/// How often the epoch ticks; call deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits every plugin call runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLimits {
+    pub call_timeout: Duration,
+    pub memory_limit_bytes: usize,
+    pub max_idle_instances: usize,
+}
+
+impl PluginLimits {
+    fn deadline_ticks(&self) -> u64 {
+        (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    }
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            call_timeout: Duration::from_millis(100),
+            memory_limit_bytes: 64 << 20,
+            max_idle_instances: 64,
+        }
+    }
+}
+
+/// The engine, the linker with every host capability, and the epoch ticker.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    services: HostServices,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+/// A plugin file compiled and linked, ready to instantiate.
+pub struct CompiledPlugin {
+    pub name: Arc<str>,
+    /// Hash of the file's bytes, to skip recompiling an unchanged file.
+    pub content_hash: u64,
+    pub size_bytes: usize,
+    /// The contract version the plugin was built against.
+    pub contract_version: String,
+    pre: PluginPre<PluginState>,
+}
+
+impl PluginRuntime {
+    /// Builds the engine and links the capabilities in `services`.
+    pub fn new(services: HostServices) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (weak_engine, stop) = (engine.weak(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("wasmgate-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            services,
+            stop_ticker,
+        })
+    }
+
+    /// The capabilities this runtime gives plugins.
+    pub fn services(&self) -> &HostServices {
+        &self.services
+    }
+
+    /// Compiles a plugin file's bytes. CPU-heavy: call it off the request
+    /// path (e.g. in `spawn_blocking`).
+    pub fn compile(&self, name: &str, file: &Path, bytes: &[u8]) -> Result<CompiledPlugin, PluginError> {
+        let fail = |message: String| PluginError::Compile {
+            file: file.to_path_buf(),
+            message,
+        };
+        let component = Component::new(&self.engine, bytes).map_err(|e| fail(format!("{e:#}")))?;
+        let contract_version = contract_version(&self.engine, &component).map_err(|message| PluginError::Contract {
+            file: file.to_path_buf(),
+            message,
+        })?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Contract {
+            file: file.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| PluginError::Contract {
+            file: file.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(CompiledPlugin {
+            name: name.into(),
+            content_hash: content_hash(bytes),
+            size_bytes: bytes.len(),
+            contract_version,
+            pre,
+        })
+    }
+
+    /// Creates the instance pool for one route entry: instantiates one
+    /// instance and calls `init` with `config`, so a bad config is refused now.
+    pub async fn pool(
+        &self,
+        compiled: Arc<CompiledPlugin>,
+        route: &str,
+        config_json: String,
+        limits: PluginLimits,
+    ) -> Result<PluginPool, PluginError> {
+        let mut pool = PluginPool {
+            compiled,
+            route: route.into(),
+            config_json,
+            limits,
+            services: self.services.clone(),
+            info: PluginInfo {
+                wants_request_body: false,
+                wants_response: false,
+                wants_response_body: false,
+            },
+            idle: Mutex::new(Vec::new()),
+        };
+        let (first, info) = pool.fresh().await.map_err(|fault| PluginError::Init {
+            plugin: pool.compiled.name.to_string(),
+            route: route.to_string(),
+            message: fault.to_string(),
+        })?;
+        pool.info = info;
+        pool.idle.lock().expect("pool lock").push(first);
+        Ok(pool)
+    }
+}
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The `major.minor.patch` of the plugin's `handler` export, checked against ours.
+fn contract_version(engine: &Engine, component: &Component) -> Result<String, String> {
+    let prefix = format!("{}/handler@", super::bindings::CONTRACT_PACKAGE);
+    let ty = component.component_type();
+    let found = ty
+        .exports(engine)
+        .find_map(|(name, _)| name.strip_prefix(&prefix).map(str::to_string))
+        .ok_or_else(|| {
+            format!(
+                "not a wasmgate plugin: it does not export `{prefix}{}`",
+                super::CONTRACT_VERSION
+            )
+        })?;
+    if !super::compatible_version(&found) {
+        return Err(format!(
+            "built against contract wasmgate:plugin@{found}, but this gateway implements @{} (compatible: same major, and same minor while major is 0); rebuild the plugin with a matching SDK",
+            super::CONTRACT_VERSION
+        ));
+    }
+    Ok(found)
+}
+
+/// A stable hash of a plugin file's bytes.
+pub fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// One warm instance: its store and its bound exports.
+struct Instance {
+    store: Store<PluginState>,
+    plugin: Plugin,
+}
+
+/// Warm, initialised instances of one plugin for one route entry.
+pub struct PluginPool {
+    compiled: Arc<CompiledPlugin>,
+    route: Arc<str>,
+    config_json: String,
+    limits: PluginLimits,
+    services: HostServices,
+    info: PluginInfo,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl PluginPool {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.compiled.name
+    }
+
+    /// The compiled plugin this pool instantiates.
+    pub fn compiled(&self) -> &Arc<CompiledPlugin> {
+        &self.compiled
+    }
+
+    /// What the plugin declared at init.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Runs the request hook with `context` as the request's shared context.
+    pub async fn on_request(&self, request: &Request, context: &mut RequestContext) -> Result<RequestAction, PluginFault> {
+        let mut instance = self.checkout().await?;
+        let result = self
+            .call(&mut instance, context, async |plugin, store| {
+                plugin.wasmgate_plugin_handler().call_on_request(store, request).await
+            })
+            .await;
+        self.checkin(instance, result)
+    }
+
+    /// Runs the response hook with `context` as the request's shared context.
+    pub async fn on_response(&self, response: &Response, context: &mut RequestContext) -> Result<ResponseChanges, PluginFault> {
+        let mut instance = self.checkout().await?;
+        let result = self
+            .call(&mut instance, context, async |plugin, store| {
+                plugin.wasmgate_plugin_handler().call_on_response(store, response).await
+            })
+            .await;
+        self.checkin(instance, result)
+    }
+
+    /// Moves the context into the store, runs `f` under the call deadline,
+    /// moves the context back out (even after a fault: what the plugin set
+    /// before failing is kept only on success).
+    async fn call<T>(
+        &self,
+        instance: &mut Instance,
+        context: &mut RequestContext,
+        f: impl AsyncFnOnce(&Plugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginFault> {
+        let saved = context.clone();
+        let Instance { store, plugin } = instance;
+        store.data_mut().context = std::mem::take(context);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let result = f(plugin, store).await;
+        let state = store.data_mut();
+        match result {
+            Ok(value) => {
+                *context = std::mem::take(&mut state.context);
+                Ok(value)
+            }
+            Err(error) => {
+                *context = saved;
+                Err(classify(error, state.memory.exceeded, self.limits))
+            }
+        }
+    }
+
+    async fn checkout(&self) -> Result<Instance, PluginFault> {
+        let idle = self.idle.lock().expect("pool lock").pop();
+        match idle {
+            Some(instance) => Ok(instance),
+            None => self.fresh().await.map(|(instance, _)| instance),
+        }
+    }
+
+    /// Returns a healthy instance to the pool; a faulted one is dropped here.
+    fn checkin<T>(&self, instance: Instance, result: Result<T, PluginFault>) -> Result<T, PluginFault> {
+        if result.is_ok() {
+            let mut idle = self.idle.lock().expect("pool lock");
+            if idle.len() < self.limits.max_idle_instances {
+                idle.push(instance);
+            }
+        }
+        result
+    }
+
+    /// A new instance, initialised with this entry's config.
+    async fn fresh(&self) -> Result<(Instance, PluginInfo), PluginFault> {
+        let state = PluginState::new(
+            self.compiled.name.clone(),
+            self.route.clone(),
+            self.limits.memory_limit_bytes,
+            self.services.clone(),
+        );
+        let mut store = Store::new(self.compiled.pre.engine(), state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(self.limits.deadline_ticks());
+        let plugin = match self.compiled.pre.instantiate_async(&mut store).await {
+            Ok(plugin) => plugin,
+            Err(e) => return Err(classify(e, store.data().memory.exceeded, self.limits)),
+        };
+        let init = plugin
+            .wasmgate_plugin_handler()
+            .call_init(&mut store, &self.config_json)
+            .await
+            .map_err(|e| classify(e, store.data().memory.exceeded, self.limits))?;
+        let info = init.map_err(PluginFault::Config)?;
+        Ok((Instance { store, plugin }, info))
+    }
+}
+
+/// Turns a wasmtime error into the fault kind operators see in logs and metrics.
+fn classify(error: wasmtime::Error, memory_exceeded: bool, limits: PluginLimits) -> PluginFault {
+    if memory_exceeded {
+        return PluginFault::Memory {
+            limit_bytes: limits.memory_limit_bytes,
+        };
+    }
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return PluginFault::Deadline {
+            timeout: limits.call_timeout,
+        };
+    }
+    PluginFault::Trap(format!("{error:#}"))
+}

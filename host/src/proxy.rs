@@ -1,0 +1,316 @@
+//! One request's life: route → request hooks → upstream → response hooks.
+//!
+//! Reads top-down: [`handle`] picks the route; [`Proxy::run_chain`] runs the
+//! plugin phases when the route has plugins; [`Proxy::forward`] is the plain
+//! reverse-proxy path both end in. A route without plugins never converts
+//! headers or buffers bodies.
+
+use crate::body::{boxed, full, json_error, Body};
+use crate::chain::{ChainFault, RequestOutcome};
+use crate::convert::{header_list, header_map};
+use crate::gateway::{Gateway, Route};
+use crate::plugin::bindings::{Request as PluginRequest, Response as PluginResponse};
+use crate::plugin::RequestContext;
+use crate::upstream::{send, HttpClient, UpstreamDirectory};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// State shared by every connection: the current gateway generation, the
+/// upstream directory and the pooled client.
+pub struct Shared {
+    pub gateway: ArcSwap<Gateway>,
+    pub upstreams: Arc<UpstreamDirectory>,
+    pub client: HttpClient,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Serves one client request to completion; never fails (errors become JSON responses).
+pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    let gateway = shared.gateway.load_full();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII"));
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let mut response = match gateway.route(request.method(), host, request.uri().path(), request.headers()) {
+        Some(route) => {
+            let proxy = Proxy {
+                client: &shared.client,
+                route,
+                client_addr: client,
+                request_id: &request_id,
+            };
+            proxy.serve(request).await
+        }
+        None => json_error(StatusCode::NOT_FOUND, "no_route", "no route matches this request"),
+    };
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+/// One request on one route.
+struct Proxy<'a> {
+    client: &'a HttpClient,
+    route: &'a Route,
+    client_addr: SocketAddr,
+    request_id: &'a HeaderValue,
+}
+
+impl Proxy<'_> {
+    async fn serve(&self, request: Request<Incoming>) -> Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        self.prepare_upstream_headers(&mut parts.headers, parts.uri.authority());
+        if self.route.chain.is_empty() {
+            let upstream_request = Request::from_parts(parts, boxed(body));
+            return match self.forward(upstream_request).await {
+                Ok(response) => response.map(boxed),
+                Err(error) => error,
+            };
+        }
+        self.run_chain(parts, body).await
+    }
+
+    /// The route has plugins: run the request phase, then the upstream or the
+    /// plugin's answer, then the response phase.
+    async fn run_chain(&self, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+        let chain = &self.route.chain;
+        let mut stream = Some(body);
+        let buffered = if chain.wants_request_body {
+            match read_limited(stream.take().expect("body unread"), self.route.max_body_bytes).await {
+                Ok(bytes) => Some(bytes.to_vec()),
+                Err(response) => return response,
+            }
+        } else {
+            None
+        };
+        let mut request = PluginRequest {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: header_list(&parts.headers),
+            body: buffered,
+            client_addr: self.client_addr.to_string(),
+            route: self.route.name.to_string(),
+        };
+        let mut context = RequestContext::new();
+        let (response, ran) = match chain.on_request(&mut request, &mut context).await {
+            RequestOutcome::Failed(fault) => return plugin_failure(&fault),
+            RequestOutcome::Respond { response, ran } => (response, ran),
+            RequestOutcome::Forward { ran } => {
+                let upstream_request = match rebuild_request(&parts.method, request, stream) {
+                    Ok(r) => r,
+                    Err(error) => return error,
+                };
+                let upstream_response = match self.forward(upstream_request).await {
+                    Ok(r) => r,
+                    Err(error) => return error,
+                };
+                if !chain.wants_response {
+                    return upstream_response.map(boxed);
+                }
+                return self.response_phase(upstream_response, ran, &mut context).await;
+            }
+        };
+        let mut response = response;
+        if let Err(fault) = chain
+            .on_response(ran, &self.route.name, &mut response, &mut context)
+            .await
+        {
+            return plugin_failure(&fault);
+        }
+        plugin_response(response)
+    }
+
+    /// Runs the response hooks over an upstream response, buffering its body
+    /// only if a hook asked for it.
+    async fn response_phase(&self, upstream: Response<Incoming>, ran: usize, context: &mut RequestContext) -> Response<Body> {
+        let (parts, body) = upstream.into_parts();
+        let (buffered, stream) = if self.route.chain.wants_response_body {
+            match read_limited(body, self.route.max_body_bytes).await {
+                Ok(bytes) => (Some(bytes.to_vec()), None),
+                Err(response) => return response,
+            }
+        } else {
+            (None, Some(body))
+        };
+        let mut response = PluginResponse {
+            status: parts.status.as_u16(),
+            headers: header_list(&parts.headers),
+            body: buffered,
+        };
+        if let Err(fault) = self
+            .route
+            .chain
+            .on_response(ran, &self.route.name, &mut response, context)
+            .await
+        {
+            return plugin_failure(&fault);
+        }
+        match (response.body.is_some(), stream) {
+            (false, Some(stream)) => {
+                let mut out = plugin_response(response);
+                *out.body_mut() = boxed(stream);
+                out
+            }
+            _ => plugin_response(response),
+        }
+    }
+
+    /// Sends the request to the route's upstream; errors become 502/504 JSON.
+    async fn forward(&self, mut request: Request<Body>) -> Result<Response<Incoming>, Response<Body>> {
+        *request.version_mut() = Version::HTTP_11;
+        match send(self.client, &self.route.upstream, request, None).await {
+            Ok(mut response) => {
+                strip_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+            Err(error) => {
+                tracing::warn!(route = %self.route.name, request_id = ?self.request_id, "{error}");
+                let code = if error.status() == StatusCode::GATEWAY_TIMEOUT {
+                    "upstream_timeout"
+                } else {
+                    "upstream_unreachable"
+                };
+                Err(json_error(error.status(), code, &error.to_string()))
+            }
+        }
+    }
+
+    /// What every proxied request carries upstream: forwarding headers and
+    /// the request id; hop-by-hop headers are the client connection's own.
+    fn prepare_upstream_headers(&self, headers: &mut HeaderMap, authority: Option<&http::uri::Authority>) {
+        strip_hop_by_hop(headers);
+        if !headers.contains_key(header::HOST) {
+            if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                headers.insert(header::HOST, value);
+            }
+        }
+        let ip = self.client_addr.ip().to_string();
+        let forwarded_for = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(previous) => format!("{previous}, {ip}"),
+            None => ip,
+        };
+        if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+            headers.insert(FORWARDED_FOR, value);
+        }
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(REQUEST_ID, self.request_id.clone());
+    }
+}
+
+/// The upstream request after the request phase: plugin-edited path, query,
+/// headers, and either the plugin-visible body or the untouched stream.
+fn rebuild_request(method: &Method, request: PluginRequest, stream: Option<Incoming>) -> Result<Request<Body>, Response<Body>> {
+    let path_and_query = match &request.query {
+        Some(query) => format!("{}?{query}", request.path),
+        None => request.path.clone(),
+    };
+    let uri: http::Uri = path_and_query.parse().map_err(|_| {
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_error",
+            "a plugin produced an invalid path or query",
+        )
+    })?;
+    let mut headers = header_map(&request.headers);
+    let body = match (request.body, stream) {
+        (Some(bytes), _) => {
+            headers.remove(header::CONTENT_LENGTH);
+            headers.remove(header::TRANSFER_ENCODING);
+            full(bytes)
+        }
+        (None, Some(stream)) => boxed(stream),
+        (None, None) => crate::body::empty(),
+    };
+    let mut upstream = Request::new(body);
+    *upstream.method_mut() = method.clone();
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = headers;
+    Ok(upstream)
+}
+
+/// Reads a whole body up to `limit` bytes; 413 JSON beyond it.
+async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("body exceeds the route's limit of {limit} bytes"),
+        )),
+        Err(e) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            &format!("cannot read body: {e}"),
+        )),
+    }
+}
+
+/// A plugin-produced (or plugin-edited) response as an HTTP response.
+fn plugin_response(response: PluginResponse) -> Response<Body> {
+    let Ok(status) = StatusCode::from_u16(response.status) else {
+        tracing::error!(status = response.status, "plugin produced an invalid status");
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "plugin_error", "a plugin produced an invalid status");
+    };
+    let mut headers = header_map(&response.headers);
+    strip_hop_by_hop(&mut headers);
+    let body = match response.body {
+        Some(bytes) => {
+            headers.remove(header::CONTENT_LENGTH);
+            full(bytes)
+        }
+        None => crate::body::empty(),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// 500 JSON for a fail-closed plugin fault; the details stay in the log.
+fn plugin_failure(fault: &ChainFault) -> Response<Body> {
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "plugin_error",
+        &format!("plugin `{}` failed ({})", fault.plugin, fault.fault.kind()),
+    )
+}
+
+/// Removes headers that belong to one connection, not the message (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}

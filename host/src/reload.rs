@@ -1,0 +1,203 @@
+//! Hot reload: the config file and plugin files are watched; a change is
+//! compiled and initialised off the request path and swapped in atomically.
+//! Anything that fails leaves the running generation serving and is logged
+//! with the file and the reason.
+
+use crate::catalog::{plugin_path, PluginCatalog};
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::plugin::PluginRuntime;
+use crate::proxy::Shared;
+use notify::{EventKind, RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// How long the watcher waits for a burst of file events to settle.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// The outcome of one reload attempt, kept for operators (and tests).
+#[derive(Debug, Clone)]
+pub struct ReloadEvent {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub message: String,
+}
+
+/// What changed on disk since the last reload.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub config: bool,
+    pub plugins: BTreeSet<String>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        !self.config && self.plugins.is_empty()
+    }
+}
+
+/// The last good config and catalog, and how to build the next generation.
+pub struct Reloader {
+    config_path: PathBuf,
+    runtime: Arc<PluginRuntime>,
+    shared: Arc<Shared>,
+    current: tokio::sync::Mutex<(Arc<Config>, PluginCatalog)>,
+    events: Mutex<Vec<ReloadEvent>>,
+}
+
+impl Reloader {
+    /// A reloader that starts from the generation built from `config` and `catalog`.
+    pub fn new(
+        config_path: PathBuf,
+        runtime: Arc<PluginRuntime>,
+        shared: Arc<Shared>,
+        config: Arc<Config>,
+        catalog: PluginCatalog,
+    ) -> Reloader {
+        Reloader {
+            config_path,
+            runtime,
+            shared,
+            current: tokio::sync::Mutex::new((config, catalog)),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every reload attempt so far, oldest first.
+    pub fn events(&self) -> Vec<ReloadEvent> {
+        self.events.lock().expect("events lock").clone()
+    }
+
+    fn record(&self, ok: bool, message: String) {
+        if ok {
+            tracing::info!("reload: {message}");
+        } else {
+            tracing::error!("reload failed, previous version keeps serving: {message}");
+        }
+        self.events.lock().expect("events lock").push(ReloadEvent {
+            at: SystemTime::now(),
+            ok,
+            message,
+        });
+    }
+
+    /// Applies on-disk changes: re-reads the config and/or recompiles changed
+    /// plugins, builds a new generation and swaps it in; or keeps the old one.
+    pub async fn apply(&self, changes: Changes) {
+        let mut current = self.current.lock().await;
+        let config = if changes.config {
+            match Config::load(&self.config_path) {
+                Ok(config) => {
+                    if config.listeners.iter().map(|l| l.address).ne(current.0.listeners.iter().map(|l| l.address)) {
+                        tracing::warn!("listener changes take effect on restart");
+                    }
+                    Arc::new(config)
+                }
+                Err(e) => {
+                    self.record(false, e.to_string());
+                    return;
+                }
+            }
+        } else {
+            current.0.clone()
+        };
+        let dir = config.plugin_dir();
+        let mut catalog = current.1.clone();
+        let mut changed: Vec<&str> = Vec::new();
+        let used: BTreeSet<&str> = config
+            .routes
+            .iter()
+            .flat_map(|r| r.plugins.iter().map(|p| p.name.as_str()))
+            .collect();
+        for name in changes.plugins.iter().filter(|n| used.contains(n.as_str())) {
+            match catalog.load(&self.runtime, &dir, name).await {
+                Ok(true) => changed.push(name),
+                Ok(false) => {}
+                Err(e) => self.record(false, e.to_string()),
+            }
+        }
+        if !changes.config && changed.is_empty() {
+            return;
+        }
+        match Gateway::build(config.clone(), &mut catalog, &self.runtime).await {
+            Ok(gateway) => {
+                self.shared.upstreams.publish(gateway.upstreams.clone());
+                self.shared.gateway.store(Arc::new(gateway));
+                *current = (config, catalog);
+                let what = if changes.config {
+                    format!("config {}", self.config_path.display())
+                } else {
+                    changed
+                        .iter()
+                        .map(|n| plugin_path(&dir, n).display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                self.record(true, format!("now serving {what}"));
+            }
+            Err(e) => self.record(false, e.to_string()),
+        }
+    }
+}
+
+/// Watches the config file and the plugins directory; returns the watcher,
+/// which stops watching when dropped.
+pub fn watch(reloader: Arc<Reloader>, plugin_dir: &Path) -> notify::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        Ok(event) => {
+            let _ = tx.send(event);
+        }
+        Err(e) => tracing::warn!("file watcher: {e}"),
+    })?;
+    let config_path = absolute(&reloader.config_path);
+    let plugin_dir = absolute(plugin_dir);
+    watcher.watch(&plugin_dir, RecursiveMode::NonRecursive)?;
+    if let Some(config_dir) = config_path.parent() {
+        if config_dir != plugin_dir {
+            watcher.watch(config_dir, RecursiveMode::NonRecursive)?;
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut changes = Changes::default();
+            classify(&first, &config_path, &plugin_dir, &mut changes);
+            // Let a burst (write, close, rename) settle into one reload.
+            while let Ok(Some(event)) = tokio::time::timeout(SETTLE, rx.recv()).await {
+                classify(&event, &config_path, &plugin_dir, &mut changes);
+            }
+            if !changes.is_empty() {
+                reloader.apply(changes).await;
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Adds what an event touched to `changes`; reads and metadata-only events are ignored.
+fn classify(event: &notify::Event, config_path: &Path, plugin_dir: &Path, changes: &mut Changes) {
+    let relevant = match event.kind {
+        EventKind::Create(_) | EventKind::Modify(_) => true,
+        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => true,
+        _ => false,
+    };
+    if !relevant {
+        return;
+    }
+    for path in &event.paths {
+        if path == config_path {
+            changes.config = true;
+        } else if path.parent() == Some(plugin_dir) && path.extension().is_some_and(|e| e == "wasm") {
+            if let Some(name) = path.file_stem().and_then(|s| s.to_str()) {
+                changes.plugins.insert(name.to_string());
+            }
+        }
+    }
+}
