@@ -1,1 +1,287 @@
-//! placeholder replaced below
+//! The plugin test harness: load a compiled `.wasm` plugin in-process, on the
+//! gateway's own runtime, with in-memory capabilities (kv, fake upstreams,
+//! captured logs and metrics), and feed it requests in ordinary `#[test]`s.
+//!
+//! ```ignore
+//! use wasmgate_plugin_sdk::harness::{artifact, request, Harness, RequestAction};
+//!
+//! let plugin = Harness::load(artifact("headers"), serde_json::json!({"request": {"set": {"x-a": "1"}}})).unwrap();
+//! let RequestAction::Continue(changes) = plugin.on_request(request("GET", "/")).unwrap() else { panic!() };
+//! assert_eq!(changes.headers.set, vec![("x-a".into(), "1".into())]);
+//! ```
+
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use wasmgate::plugin::{HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits, PluginPool, PluginRuntime, Telemetry};
+
+pub use wasmgate::plugin::bindings::{
+    HeaderChanges, LogLevel, OutboundRequest, OutboundResponse, PluginInfo, Request, RequestAction, RequestChanges,
+    Response, ResponseChanges,
+};
+pub use wasmgate::plugin::{PluginFault, RequestContext};
+
+/// The route name the harness passes to plugins.
+pub const ROUTE: &str = "test-route";
+
+/// One log line a plugin wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub level: LogLevel,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// One metric update a plugin made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricUpdate {
+    Counter { name: String, value: u64, labels: Vec<(String, String)> },
+    Histogram { name: String, value: f64, labels: Vec<(String, String)> },
+}
+
+#[derive(Default)]
+struct Captured {
+    logs: Mutex<Vec<LogLine>>,
+    metrics: Mutex<Vec<MetricUpdate>>,
+}
+
+impl Telemetry for Captured {
+    fn log(&self, _plugin: &str, _route: &str, level: LogLevel, message: &str, fields: &[(String, String)]) {
+        self.logs.lock().expect("logs lock").push(LogLine {
+            level,
+            message: message.to_string(),
+            fields: fields.to_vec(),
+        });
+    }
+
+    fn counter_add(&self, _plugin: &str, name: &str, value: u64, labels: &[(String, String)]) {
+        self.metrics.lock().expect("metrics lock").push(MetricUpdate::Counter {
+            name: name.into(),
+            value,
+            labels: labels.to_vec(),
+        });
+    }
+
+    fn histogram_observe(&self, _plugin: &str, name: &str, value: f64, labels: &[(String, String)]) {
+        self.metrics.lock().expect("metrics lock").push(MetricUpdate::Histogram {
+            name: name.into(),
+            value,
+            labels: labels.to_vec(),
+        });
+    }
+}
+
+type FakeHandler = Box<dyn Fn(&OutboundRequest) -> Result<OutboundResponse, String> + Send + Sync>;
+
+/// Fake upstreams answering a plugin's outbound calls, recording each request.
+#[derive(Default)]
+struct FakeUpstreams {
+    handlers: Mutex<HashMap<String, Arc<FakeHandler>>>,
+    sent: Mutex<Vec<OutboundRequest>>,
+}
+
+impl Outbound for FakeUpstreams {
+    fn send_all(&self, requests: Vec<OutboundRequest>) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>> {
+        let results = requests
+            .into_iter()
+            .map(|request| {
+                let handler = self.handlers.lock().expect("fakes lock").get(&request.upstream).cloned();
+                let result = match handler {
+                    Some(handler) => handler(&request),
+                    None => Err(format!("unknown upstream `{}`", request.upstream)),
+                };
+                self.sent.lock().expect("sent lock").push(request);
+                result
+            })
+            .collect();
+        Box::pin(async move { results })
+    }
+}
+
+/// A plugin loaded in-process, initialised with one config.
+pub struct Harness {
+    pool: PluginPool,
+    kv: Arc<MemoryKv>,
+    fakes: Arc<FakeUpstreams>,
+    captured: Arc<Captured>,
+    name: String,
+    tokio: tokio::runtime::Runtime,
+    _runtime: Arc<PluginRuntime>,
+}
+
+impl Harness {
+    /// Compiles `wasm` and initialises it with `config` — exactly what the
+    /// gateway does at load time, so a refused config is an `Err` here.
+    pub fn load(wasm: impl AsRef<Path>, config: serde_json::Value) -> Result<Harness, PluginError> {
+        let file = wasm.as_ref();
+        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
+        let kv = Arc::new(MemoryKv::default());
+        let fakes = Arc::new(FakeUpstreams::default());
+        let captured = Arc::new(Captured::default());
+        let runtime = Arc::new(PluginRuntime::new(HostServices {
+            kv: kv.clone(),
+            outbound: fakes.clone(),
+            telemetry: captured.clone(),
+        })?);
+        let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        let compiled = Arc::new(runtime.compile(&name, file, &bytes)?);
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime for the harness");
+        let pool = tokio.block_on(runtime.pool(compiled, ROUTE, config.to_string(), PluginLimits::default()))?;
+        Ok(Harness {
+            pool,
+            kv,
+            fakes,
+            captured,
+            name,
+            tokio,
+            _runtime: runtime,
+        })
+    }
+
+    /// What the plugin declared at init.
+    pub fn info(&self) -> &PluginInfo {
+        self.pool.info()
+    }
+
+    /// Runs the request hook with an empty context.
+    pub fn on_request(&self, request: Request) -> Result<RequestAction, PluginFault> {
+        self.on_request_with(request, &mut RequestContext::new())
+    }
+
+    /// Runs the request hook with `context` (read and updated, as in a chain).
+    pub fn on_request_with(&self, request: Request, context: &mut RequestContext) -> Result<RequestAction, PluginFault> {
+        self.tokio.block_on(self.pool.on_request(&request, context))
+    }
+
+    /// Runs the response hook with `context`.
+    pub fn on_response_with(&self, response: Response, context: &mut RequestContext) -> Result<ResponseChanges, PluginFault> {
+        self.tokio.block_on(self.pool.on_response(&response, context))
+    }
+
+    /// Runs the response hook with an empty context.
+    pub fn on_response(&self, response: Response) -> Result<ResponseChanges, PluginFault> {
+        self.on_response_with(response, &mut RequestContext::new())
+    }
+
+    /// Seeds a kv entry, as the plugin would see it under `key`.
+    pub fn kv_set(&self, key: &str, value: &[u8]) {
+        let key = format!("{}/{key}", self.name);
+        self.tokio
+            .block_on(KvStore::set(&*self.kv, &key, value.to_vec(), None))
+            .expect("memory kv set");
+    }
+
+    /// The plugin's kv entries, by the keys it used.
+    pub fn kv_entries(&self) -> HashMap<String, Vec<u8>> {
+        let prefix = format!("{}/", self.name);
+        self.kv
+            .snapshot()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v)))
+            .collect()
+    }
+
+    /// Answers outbound calls to `upstream` with `handler`.
+    pub fn fake_upstream(
+        &self,
+        upstream: &str,
+        handler: impl Fn(&OutboundRequest) -> Result<OutboundResponse, String> + Send + Sync + 'static,
+    ) {
+        self.fakes
+            .handlers
+            .lock()
+            .expect("fakes lock")
+            .insert(upstream.to_string(), Arc::new(Box::new(handler)));
+    }
+
+    /// Every outbound request the plugin sent, in order.
+    pub fn outbound_requests(&self) -> Vec<OutboundRequest> {
+        self.fakes.sent.lock().expect("sent lock").clone()
+    }
+
+    /// Every log line the plugin wrote, in order.
+    pub fn logs(&self) -> Vec<LogLine> {
+        self.captured.logs.lock().expect("logs lock").clone()
+    }
+
+    /// Every metric update the plugin made, in order.
+    pub fn metrics(&self) -> Vec<MetricUpdate> {
+        self.captured.metrics.lock().expect("metrics lock").clone()
+    }
+}
+
+/// A request record with sensible defaults; adjust fields or use the builders.
+pub fn request(method: &str, path_and_query: &str) -> Request {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (path_and_query.to_string(), None),
+    };
+    Request {
+        method: method.to_string(),
+        path,
+        query,
+        headers: vec![("host".into(), "example.com".into())],
+        body: None,
+        client_addr: "127.0.0.1:40000".into(),
+        route: ROUTE.into(),
+    }
+}
+
+/// Builder-style additions to a harness [`Request`].
+pub trait RequestExt {
+    /// Adds a header.
+    fn with_header(self, name: &str, value: &str) -> Self;
+    /// Sets the body.
+    fn with_body(self, body: &[u8]) -> Self;
+}
+
+impl RequestExt for Request {
+    fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    fn with_body(mut self, body: &[u8]) -> Self {
+        self.body = Some(body.to_vec());
+        self
+    }
+}
+
+/// An upstream response record to feed a response hook.
+pub fn response(status: u16, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+    Response {
+        status,
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: body.map(<[u8]>::to_vec),
+    }
+}
+
+/// The built `.wasm` of a plugin: `$WASMGATE_PLUGIN_DIR/<name>.wasm`, else
+/// `target/plugins/<name>.wasm` in the nearest ancestor workspace (what
+/// `make plugins` produces).
+pub fn artifact(name: &str) -> PathBuf {
+    let file = format!("{name}.wasm");
+    if let Ok(dir) = std::env::var("WASMGATE_PLUGIN_DIR") {
+        return PathBuf::from(dir).join(file);
+    }
+    let start = std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|_| ".".into());
+    for dir in start.ancestors() {
+        let candidate = dir.join("target/plugins").join(&file);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!("{file} not found under target/plugins: build plugins first with `make plugins`");
+}
+
+/// The first value of header `name` in a header list.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,44 @@
+# Everyday tasks. `make demo` and `make test` are the two README commands:
+# each installs what it needs (the wasm32-wasip2 target) and builds the plugins.
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+WASM_OUT := target/$(WASM_TARGET)/plugin
+PLUGIN_DIR := target/plugins
+TEST_PLUGIN_DIR := target/test-plugins
+
+# Built-in plugins: crate name → file name in $(PLUGIN_DIR).
+BUILTIN := headers api-key
+
+.PHONY: demo test plugins wasm-target lint bench clean-plugins
+
+demo: plugins
+	$(CARGO) run --release -p wasmgate -- demo
+
+test: plugins
+	$(CARGO) test --release --workspace
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+# Each file is copied then renamed into place, so the gateway's watcher never
+# sees a half-written plugin.
+define install_wasm
+	cp $(1) $(2).tmp && mv -f $(2).tmp $(2)
+endef
+
+plugins: wasm-target
+	mkdir -p $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(foreach p,$(BUILTIN),-p plugin-$(p)) -p plugin-probe
+	$(foreach p,$(BUILTIN),$(call install_wasm,$(WASM_OUT)/plugin_$(subst -,_,$(p)).wasm,$(PLUGIN_DIR)/$(p).wasm);)
+	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe.wasm)
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p plugin-probe --features plugin-probe/v2
+	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe-v2.wasm)
+
+lint: plugins
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+bench: plugins
+	$(CARGO) bench -p wasmgate --bench plugin_call
+	./bench/gateway.sh
