@@ -116,9 +116,13 @@ pub mod __private {
 }
 
 /// Exports a [`Plugin`] implementation as the component's `handler`.
+///
+/// Only on wasm targets: a native build of a plugin crate (to run its
+/// harness tests) must not export component-model symbols.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             static PLUGIN: ::std::sync::OnceLock<$plugin> = ::std::sync::OnceLock::new();
             struct Export;
