@@ -1,1 +1,10 @@
+//! End-to-end tests: each starts the real gateway on 127.0.0.1 with real
+//! compiled plugins (`make plugins`), real echo upstreams and a real HTTP
+//! client, and checks what comes back over the wire.
 
+mod chain;
+mod faults;
+mod protocol;
+mod reload;
+mod routing;
+mod support;

@@ -1,0 +1,122 @@
+//! Hot reload of plugin files and the config while traffic flows.
+
+use crate::support::{get_client, install_plugin, TestGateway};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROUTES: &str = "routes:\n  - name: r\n    upstream: a\n    plugins:\n      - { name: probe, config: { tag: p } }\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_swap_under_concurrent_load_loses_no_request() {
+    let gw = TestGateway::start(ROUTES).await;
+    let url = gw.url("/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let first_v2: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, failures, total, first_v2, url) = (stop.clone(), failures.clone(), total.clone(), first_v2.clone(), url.clone());
+            tokio::spawn(async move {
+                let client = get_client();
+                while !stop.load(Ordering::Relaxed) {
+                    match client.send("GET", &url, &[], b"").await {
+                        Ok(reply) if reply.status == 200 => {
+                            if reply.header("x-probe-version") == Some("2") {
+                                first_v2.lock().unwrap().get_or_insert_with(Instant::now);
+                            }
+                        }
+                        _ => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    total.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(first_v2.lock().unwrap().is_none());
+
+    let swapped_at = Instant::now();
+    install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");
+    let event = gw.next_reload_event(0).await;
+    assert!(event.ok, "{}", event.message);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    let live_after = first_v2.lock().unwrap().expect("v2 served") - swapped_at;
+    assert!(live_after < Duration::from_secs(1), "new version live after {live_after:?}");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "of {} requests", total.load(Ordering::Relaxed));
+    assert!(total.load(Ordering::Relaxed) > 100);
+    let after = get_client().get(&url, &[]).await;
+    assert_eq!(after.header("x-probe-version"), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_plugin_file_keeps_the_old_version_serving() {
+    let gw = TestGateway::start(ROUTES).await;
+    let file = gw.plugins_dir().join("probe.wasm");
+    let tmp = gw.plugins_dir().join(".probe.tmp");
+    std::fs::write(&tmp, b"\0asm this is not a component").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let event = gw.next_reload_event(0).await;
+    assert!(!event.ok);
+    assert!(event.message.contains(&file.display().to_string()), "names the file: {}", event.message);
+    assert!(event.message.contains("not a valid Wasm component"), "says why: {}", event.message);
+    let reply = get_client().get(&gw.url("/"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-probe-version"), Some("1"));
+    assert_eq!(reply.upstream_header("x-chain").as_deref(), Some("p"));
+
+    // A good file afterwards is picked up as usual.
+    install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");
+    assert!(gw.next_reload_event(1).await.ok);
+    assert_eq!(get_client().get(&gw.url("/"), &[]).await.header("x-probe-version"), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wasm_file_that_is_not_a_plugin_is_refused() {
+    let gw = TestGateway::start(ROUTES).await;
+    // headers.wasm is a valid component, but with a config probe accepts and
+    // headers refuses (unknown field `tag`), so the swap must not happen.
+    install_plugin(&gw.plugins_dir(), "headers.wasm", "probe");
+    let event = gw.next_reload_event(0).await;
+    assert!(!event.ok);
+    assert!(event.message.contains("unknown field `tag`"), "{}", event.message);
+    assert_eq!(get_client().get(&gw.url("/"), &[]).await.header("x-probe-version"), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_reload_applies_and_an_invalid_config_keeps_the_old_one() {
+    let gw = TestGateway::start(ROUTES).await;
+    let client = get_client();
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+
+    let broken = original.replace("upstream: a", "upstream: nowhere");
+    std::fs::write(gw.config_path(), &broken).unwrap();
+    let event = gw.next_reload_event(0).await;
+    assert!(!event.ok);
+    assert!(event.message.contains("gateway.yaml:"), "names file and line: {}", event.message);
+    assert!(event.message.contains("upstream `nowhere` is not defined"), "{}", event.message);
+    assert_eq!(client.get(&gw.url("/"), &[]).await.status, 200);
+
+    let refused = original.replace("tag: p", "tag: p, reject: 'no thanks'");
+    std::fs::write(gw.config_path(), &refused).unwrap();
+    let event = gw.next_reload_event(1).await;
+    assert!(!event.ok);
+    assert!(event.message.contains("no thanks"), "{}", event.message);
+    assert_eq!(client.get(&gw.url("/"), &[]).await.upstream_header("x-chain").as_deref(), Some("p"));
+
+    let changed = original.replace("tag: p", "tag: changed").replace("upstream: a", "upstream: b");
+    std::fs::write(gw.config_path(), &changed).unwrap();
+    let event = gw.next_reload_event(2).await;
+    assert!(event.ok, "{}", event.message);
+    let reply = client.get(&gw.url("/"), &[]).await;
+    assert_eq!(reply.upstream_header("x-chain").as_deref(), Some("changed"));
+    assert_eq!(reply.json()["upstream"], "b");
+}

@@ -1,0 +1,172 @@
+//! Starting a gateway against echo upstreams in a temp dir, and a small client.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasmgate::RunningGateway;
+
+/// A gateway running from a config in its own temp dir (with its own copy of
+/// the plugins, so a test may overwrite them), plus its echo upstreams.
+pub struct TestGateway {
+    pub gateway: RunningGateway,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    _upstreams: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Where `make plugins` put a built plugin: built-ins in `target/plugins`,
+/// test plugins in `target/test-plugins`.
+pub fn built_plugin(file: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["target/plugins", "target/test-plugins"] {
+        let path = root.join(dir).join(file);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{file} not built: run `make plugins` (or `make test`) first");
+}
+
+/// Starts an echo upstream named `name` on a free port.
+pub async fn echo_upstream(name: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (addr, tokio::spawn(wasmgate::demo::serve_echo(listener, name.to_string())))
+}
+
+/// Copies a plugin into the dir atomically (write aside, rename into place),
+/// as a deploy tool would.
+pub fn install_plugin(plugins_dir: &Path, source_file: &str, name: &str) {
+    let tmp = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(built_plugin(source_file), &tmp).unwrap();
+    std::fs::rename(&tmp, plugins_dir.join(format!("{name}.wasm"))).unwrap();
+}
+
+impl TestGateway {
+    /// Starts a gateway whose config is `routes_yaml` (the `routes:` and
+    /// anything after it). Upstreams `a` and `b` are echo servers; `dead`
+    /// points at a closed port. Plugins `probe`, `headers` and `api-key` are
+    /// installed.
+    pub async fn start(routes_yaml: &str) -> TestGateway {
+        Self::start_with(routes_yaml, "").await
+    }
+
+    /// As [`start`], with extra top-level `plugins:` settings lines.
+    pub async fn start_with(routes_yaml: &str, plugin_settings: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        install_plugin(&plugins, "probe.wasm", "probe");
+        install_plugin(&plugins, "headers.wasm", "headers");
+        install_plugin(&plugins, "api-key.wasm", "api-key");
+        let (a, ta) = echo_upstream("a").await;
+        let (b, tb) = echo_upstream("b").await;
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let config = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\n{plugin_settings}\nupstreams:\n  a: {{ targets: ['{a}'] }}\n  b: {{ targets: ['{b}'] }}\n  slow: {{ targets: ['{a}'], timeout_ms: 300 }}\n  dead: {{ targets: ['{dead}'] }}\n{routes_yaml}"
+        );
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let gateway = wasmgate::start(&config_path).await.expect("gateway starts");
+        let addr = gateway.addresses[0];
+        TestGateway {
+            gateway,
+            dir,
+            addr,
+            _upstreams: vec![ta, tb],
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.yaml")
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Waits until a reload attempt beyond the first `seen` is recorded.
+    pub async fn next_reload_event(&self, seen: usize) -> wasmgate::reload::ReloadEvent {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.gateway.reload_events();
+            if events.len() > seen {
+                return events[seen].clone();
+            }
+            assert!(Instant::now() < deadline, "no reload event within 10s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// What the echo upstream saw of header `name`.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name].as_str().map(str::to_string)
+    }
+}
+
+/// A real HTTP client: HTTP/1.1 by default, h2c with prior knowledge on request.
+#[derive(Clone)]
+pub struct HttpClient(Client<HttpConnector, Full<Bytes>>);
+
+impl HttpClient {
+    pub fn http1() -> HttpClient {
+        HttpClient(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    pub fn h2c() -> HttpClient {
+        HttpClient(Client::builder(TokioExecutor::new()).http2_only(true).build_http())
+    }
+
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+        let mut request = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let response = self.0.request(request).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send("GET", url, headers, b"").await.expect("request completes")
+    }
+}
+
+pub fn get_client() -> HttpClient {
+    HttpClient::http1()
+}
