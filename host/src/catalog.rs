@@ -32,21 +32,33 @@ impl PluginCatalog {
     /// Reads and compiles `<dir>/<name>.wasm` unless the loaded version has
     /// the same content. Compilation runs on a blocking thread. Returns
     /// whether the catalog changed.
-    pub async fn load(&mut self, runtime: &Arc<PluginRuntime>, dir: &Path, name: &str) -> Result<bool, PluginError> {
+    pub async fn load(
+        &mut self,
+        runtime: &Arc<PluginRuntime>,
+        dir: &Path,
+        name: &str,
+    ) -> Result<bool, PluginError> {
         let file = plugin_path(dir, name);
-        let bytes = tokio::fs::read(&file).await.map_err(|source| PluginError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let bytes = tokio::fs::read(&file)
+            .await
+            .map_err(|source| PluginError::Read {
+                file: file.clone(),
+                source,
+            })?;
         let hash = crate::plugin::runtime::content_hash(&bytes);
-        if self.plugins.get(name).is_some_and(|p| p.content_hash == hash) {
+        if self
+            .plugins
+            .get(name)
+            .is_some_and(|p| p.content_hash == hash)
+        {
             return Ok(false);
         }
         let runtime = runtime.clone();
         let name_owned = name.to_string();
-        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&name_owned, &file, &bytes))
-            .await
-            .map_err(|e| PluginError::Engine(format!("compile task failed: {e}")))??;
+        let compiled =
+            tokio::task::spawn_blocking(move || runtime.compile(&name_owned, &file, &bytes))
+                .await
+                .map_err(|e| PluginError::Engine(format!("compile task failed: {e}")))??;
         tracing::info!(
             plugin = name,
             size_bytes = compiled.size_bytes,

@@ -53,7 +53,9 @@ impl Chain {
         Chain {
             wants_request_body: any(|s| s.pool.info().wants_request_body),
             wants_response: any(|s| s.pool.info().wants_response),
-            wants_response_body: any(|s| s.pool.info().wants_response && s.pool.info().wants_response_body),
+            wants_response_body: any(|s| {
+                s.pool.info().wants_response && s.pool.info().wants_response_body
+            }),
             steps,
         }
     }
@@ -70,7 +72,11 @@ impl Chain {
 
     /// Runs the request hooks in order, applying each plugin's edits to
     /// `request` before the next plugin sees it.
-    pub async fn on_request(&self, request: &mut Request, context: &mut RequestContext) -> RequestOutcome {
+    pub async fn on_request(
+        &self,
+        request: &mut Request,
+        context: &mut RequestContext,
+    ) -> RequestOutcome {
         for (i, step) in self.steps.iter().enumerate() {
             let hidden_body = if step.pool.info().wants_request_body {
                 None
@@ -94,7 +100,9 @@ impl Chain {
                         request.body = Some(body);
                     }
                 }
-                Ok(RequestAction::Respond(response)) => return RequestOutcome::Respond { response, ran: i },
+                Ok(RequestAction::Respond(response)) => {
+                    return RequestOutcome::Respond { response, ran: i }
+                }
                 Err(fault) => {
                     if let Some(failed) = self.fault(step, &request.route, "request", fault) {
                         return RequestOutcome::Failed(failed);
@@ -102,7 +110,9 @@ impl Chain {
                 }
             }
         }
-        RequestOutcome::Forward { ran: self.steps.len() }
+        RequestOutcome::Forward {
+            ran: self.steps.len(),
+        }
     }
 
     /// Runs the response hooks of the first `ran` plugins in reverse order.
@@ -148,7 +158,13 @@ impl Chain {
     }
 
     /// Logs a plugin fault; returns it if the step fails closed.
-    fn fault(&self, step: &Step, route: &str, phase: &str, fault: PluginFault) -> Option<ChainFault> {
+    fn fault(
+        &self,
+        step: &Step,
+        route: &str,
+        phase: &str,
+        fault: PluginFault,
+    ) -> Option<ChainFault> {
         let plugin = step.pool.name();
         tracing::error!(
             plugin,

@@ -182,9 +182,14 @@ impl Config {
             invalid(line, e.to_string())
         })?;
         config.base_dir = base_dir.to_path_buf();
-        config
-            .check()
-            .map_err(|(needle, message)| invalid(line_of(text, &needle), message))?;
+        config.check().map_err(|problem| {
+            let anchor = line_of(text, &problem.anchor, 0);
+            let line = match &problem.field {
+                Some(field) => line_of(text, field, anchor.saturating_sub(1)),
+                None => anchor,
+            };
+            invalid(line, problem.message)
+        })?;
         Ok(config)
     }
 
@@ -193,23 +198,34 @@ impl Config {
         self.base_dir.join(&self.plugins.dir)
     }
 
-    /// Semantic checks serde cannot express. On error returns text to locate
-    /// the offending line and the message.
-    fn check(&self) -> Result<(), (String, String)> {
+    /// Semantic checks serde cannot express.
+    fn check(&self) -> Result<(), Problem> {
+        let problem = |anchor: &str, field: Option<&str>, message: String| Problem {
+            anchor: anchor.to_string(),
+            field: field.map(str::to_string),
+            message,
+        };
         if self.listeners.is_empty() {
-            return Err(("listeners".into(), "at least one listener is required".into()));
+            return Err(problem(
+                "listeners",
+                None,
+                "at least one listener is required".into(),
+            ));
         }
         for (name, upstream) in &self.upstreams {
+            let anchor = format!("{name}:");
             if upstream.targets.is_empty() {
-                return Err((
-                    format!("{name}:"),
+                return Err(problem(
+                    &anchor,
+                    None,
                     format!("upstream `{name}` has no targets"),
                 ));
             }
             for target in &upstream.targets {
                 if target.parse::<http::uri::Authority>().is_err() || !target.contains(':') {
-                    return Err((
-                        target.clone(),
+                    return Err(problem(
+                        &anchor,
+                        Some(target),
                         format!("upstream `{name}`: target `{target}` is not host:port"),
                     ));
                 }
@@ -218,29 +234,47 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = format!("name: {}", route.name);
-            let here = |msg: String| (at.clone(), format!("routes[{i}] `{}`: {msg}", route.name));
+            let here = |field: Option<&str>, msg: String| {
+                problem(&at, field, format!("routes[{i}] `{}`: {msg}", route.name))
+            };
             if !seen.insert(route.name.as_str()) {
-                return Err(here("duplicate route name".into()));
+                return Err(here(None, "duplicate route name".into()));
             }
             if !self.upstreams.contains_key(&route.upstream) {
-                return Err(here(format!(
-                    "upstream `{}` is not defined (defined: {})",
-                    route.upstream,
-                    self.upstreams.keys().cloned().collect::<Vec<_>>().join(", ")
-                )));
+                return Err(here(
+                    Some("upstream:"),
+                    format!(
+                        "upstream `{}` is not defined (defined: {})",
+                        route.upstream,
+                        self.upstreams
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
             }
             let m = &route.matcher;
             if m.path.is_some() && m.path_prefix.is_some() {
-                return Err(here("match has both `path` and `path_prefix`; pick one".into()));
+                return Err(here(
+                    Some("path"),
+                    "match has both `path` and `path_prefix`; pick one".into(),
+                ));
             }
             for p in m.path.iter().chain(&m.path_prefix) {
                 if !p.starts_with('/') {
-                    return Err(here(format!("match path `{p}` must start with `/`")));
+                    return Err(here(
+                        Some(p),
+                        format!("match path `{p}` must start with `/`"),
+                    ));
                 }
             }
             for method in &m.methods {
                 if method.parse::<http::Method>().is_err() {
-                    return Err(here(format!("`{method}` is not an HTTP method")));
+                    return Err(here(
+                        Some(method),
+                        format!("`{method}` is not an HTTP method"),
+                    ));
                 }
             }
             for plugin in &route.plugins {
@@ -250,10 +284,13 @@ impl Config {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if !valid {
-                    return Err(here(format!(
-                        "plugin name `{}` must be letters, digits, `-` or `_`",
-                        plugin.name
-                    )));
+                    return Err(here(
+                        Some(&plugin.name),
+                        format!(
+                            "plugin name `{}` must be letters, digits, `-` or `_`",
+                            plugin.name
+                        ),
+                    ));
                 }
             }
         }
@@ -261,12 +298,22 @@ impl Config {
     }
 }
 
-/// 1-based line of the first line containing `needle`, or 1.
-pub fn line_of(text: &str, needle: &str) -> usize {
+/// A semantic problem and how to find its line: the first line containing
+/// `anchor` (e.g. `name: users`), then the first from there containing `field`.
+struct Problem {
+    anchor: String,
+    field: Option<String>,
+    message: String,
+}
+
+/// 1-based number of the first line at or after line index `from` that
+/// contains `needle`; falls back to `from + 1` (or 1).
+fn line_of(text: &str, needle: &str, from: usize) -> usize {
     text.lines()
+        .skip(from)
         .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or(1)
+        .map(|i| from + i + 1)
+        .unwrap_or(from.max(1))
 }
 
 #[cfg(test)]
@@ -304,7 +351,7 @@ routes:
     fn unknown_field_names_the_line() {
         let text = GOOD.replace("    upstream: users", "    upstrem: users");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("gw.yaml:8:"), "{err}");
+        assert!(err.starts_with("gw.yaml:10:"), "{err}");
         assert!(err.contains("unknown field `upstrem`"), "{err}");
     }
 
@@ -312,7 +359,7 @@ routes:
     fn undefined_upstream_names_route_and_line() {
         let text = GOOD.replace("    upstream: users", "    upstream: orders");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("gw.yaml:8:"), "{err}");
+        assert!(err.starts_with("gw.yaml:10:"), "{err}");
         assert!(err.contains("upstream `orders` is not defined"), "{err}");
     }
 

@@ -24,7 +24,10 @@ pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
 pub fn header_map(list: &[(String, String)]) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(list.len());
     for (name, value) in list {
-        match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+        match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
             (Ok(name), Ok(value)) => {
                 map.append(name, value);
             }
@@ -39,7 +42,10 @@ pub fn apply_header_changes(headers: &mut Vec<(String, String)>, changes: Header
     if !changes.remove.is_empty() || !changes.set.is_empty() {
         headers.retain(|(name, _)| {
             !changes.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
-                && !changes.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(name))
+                && !changes
+                    .set
+                    .iter()
+                    .any(|(s, _)| s.eq_ignore_ascii_case(name))
         });
     }
     for (name, value) in changes.set.into_iter().chain(changes.append) {
@@ -52,7 +58,10 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]

@@ -46,7 +46,11 @@ async fn echo(name: &str, request: http::Request<Incoming>) -> http::Response<Bo
         .and_then(|v| v.parse::<u16>().ok())
         .and_then(|s| http::StatusCode::from_u16(s).ok())
         .unwrap_or(http::StatusCode::OK);
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let mut headers = serde_json::Map::new();
     for (k, v) in &parts.headers {
         headers.insert(k.to_string(), String::from_utf8_lossy(v.as_bytes()).into());

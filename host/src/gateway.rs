@@ -86,8 +86,16 @@ impl Gateway {
     }
 
     /// The route for a request, if any.
-    pub fn route(&self, method: &http::Method, host: Option<&str>, path: &str, headers: &http::HeaderMap) -> Option<&Route> {
-        self.router.find(method, host, path, headers).map(|i| &self.routes[i])
+    pub fn route(
+        &self,
+        method: &http::Method,
+        host: Option<&str>,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<&Route> {
+        self.router
+            .find(method, host, path, headers)
+            .map(|i| &self.routes[i])
     }
 
     /// Names of the plugins any route uses.

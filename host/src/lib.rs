@@ -53,11 +53,17 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("cannot watch {path} for changes: {source}")]
-    Watch { path: PathBuf, source: notify::Error },
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
 }
 
 /// The gateway's capabilities for plugins, wired to the given upstream directory.
-fn gateway_services(upstreams: Arc<UpstreamDirectory>, client: upstream::HttpClient) -> HostServices {
+fn gateway_services(
+    upstreams: Arc<UpstreamDirectory>,
+    client: upstream::HttpClient,
+) -> HostServices {
     HostServices {
         kv: Arc::new(MemoryKv::default()),
         outbound: Arc::new(outbound::GatewayOutbound { client, upstreams }),
@@ -71,7 +77,10 @@ fn gateway_services(upstreams: Arc<UpstreamDirectory>, client: upstream::HttpCli
 pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
     let config = Arc::new(Config::load(config_path)?);
     let upstreams = Arc::new(UpstreamDirectory::default());
-    let runtime = Arc::new(PluginRuntime::new(gateway_services(upstreams, upstream::http_client()))?);
+    let runtime = Arc::new(PluginRuntime::new(gateway_services(
+        upstreams,
+        upstream::http_client(),
+    ))?);
     let mut catalog = PluginCatalog::default();
     Ok(Gateway::build(config, &mut catalog, &runtime).await?)
 }
@@ -106,7 +115,10 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
     let config = Arc::new(Config::load(config_path)?);
     let upstreams = Arc::new(UpstreamDirectory::default());
     let client = upstream::http_client();
-    let runtime = Arc::new(PluginRuntime::new(gateway_services(upstreams.clone(), client.clone()))?);
+    let runtime = Arc::new(PluginRuntime::new(gateway_services(
+        upstreams.clone(),
+        client.clone(),
+    ))?);
     let mut catalog = PluginCatalog::default();
     let gateway = Gateway::build(config.clone(), &mut catalog, &runtime).await?;
     upstreams.publish(gateway.upstreams.clone());
@@ -139,10 +151,11 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         config,
         catalog,
     ));
-    let watcher = reload::watch(reloader.clone(), &plugin_dir).map_err(|source| StartError::Watch {
-        path: plugin_dir.clone(),
-        source,
-    })?;
+    let watcher =
+        reload::watch(reloader.clone(), &plugin_dir).map_err(|source| StartError::Watch {
+            path: plugin_dir.clone(),
+            source,
+        })?;
     let tasks = listeners
         .into_iter()
         .map(|l| tokio::spawn(server::serve(l, shared.clone())))

@@ -5,10 +5,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 /// The quickstart config `wasmgate demo` runs when given none.
-const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart/wasmgate.yaml");
+const QUICKSTART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/quickstart/wasmgate.yaml"
+);
 
 #[derive(Parser)]
-#[command(name = "wasmgate", version, about = "An API gateway whose policies are sandboxed WebAssembly components")]
+#[command(
+    name = "wasmgate",
+    version,
+    about = "An API gateway whose policies are sandboxed WebAssembly components"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -46,7 +53,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -66,7 +75,12 @@ async fn main() -> anyhow::Result<()> {
                 config.display(),
                 gateway.routes.len(),
                 gateway.upstreams.len(),
-                gateway.plugin_names().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")
+                gateway
+                    .plugin_names()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }
@@ -82,7 +96,9 @@ async fn run(config: &Path) -> anyhow::Result<()> {
     for address in &gateway.addresses {
         tracing::info!("wasmgate listening on http://{address}");
     }
-    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for ctrl-c")?;
     tracing::info!("shutting down");
     Ok(())
 }

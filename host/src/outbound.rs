@@ -32,8 +32,12 @@ impl GatewayOutbound {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let body = request.body.map(full).unwrap_or_else(empty);
-        let http_request = builder.body(body).map_err(|e| format!("invalid outbound request: {e}"))?;
-        let timeout = request.timeout_ms.map(|ms| Duration::from_millis(ms.into()));
+        let http_request = builder
+            .body(body)
+            .map_err(|e| format!("invalid outbound request: {e}"))?;
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()));
         let response = send(&self.client, &upstream, http_request, timeout)
             .await
             .map_err(|e| e.to_string())?;
@@ -52,7 +56,10 @@ impl GatewayOutbound {
 }
 
 impl Outbound for GatewayOutbound {
-    fn send_all(&self, requests: Vec<OutboundRequest>) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>> {
+    fn send_all(
+        &self,
+        requests: Vec<OutboundRequest>,
+    ) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>> {
         Box::pin(join_all(requests.into_iter().map(|r| self.send_one(r))))
     }
 }

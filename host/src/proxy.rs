@@ -34,19 +34,30 @@ const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Serves one client request to completion; never fails (errors become JSON responses).
-pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<Body> {
     let gateway = shared.gateway.load_full();
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
         .cloned()
-        .unwrap_or_else(|| HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII"));
+        .unwrap_or_else(|| {
+            HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII")
+        });
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    let mut response = match gateway.route(request.method(), host, request.uri().path(), request.headers()) {
+    let mut response = match gateway.route(
+        request.method(),
+        host,
+        request.uri().path(),
+        request.headers(),
+    ) {
         Some(route) => {
             let proxy = Proxy {
                 client: &shared.client,
@@ -56,7 +67,11 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, client: Soc
             };
             proxy.serve(request).await
         }
-        None => json_error(StatusCode::NOT_FOUND, "no_route", "no route matches this request"),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route matches this request",
+        ),
     };
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
@@ -90,7 +105,12 @@ impl Proxy<'_> {
         let chain = &self.route.chain;
         let mut stream = Some(body);
         let buffered = if chain.wants_request_body {
-            match read_limited(stream.take().expect("body unread"), self.route.max_body_bytes).await {
+            match read_limited(
+                stream.take().expect("body unread"),
+                self.route.max_body_bytes,
+            )
+            .await
+            {
                 Ok(bytes) => Some(bytes.to_vec()),
                 Err(response) => return response,
             }
@@ -122,7 +142,9 @@ impl Proxy<'_> {
                 if !chain.wants_response {
                     return upstream_response.map(boxed);
                 }
-                return self.response_phase(upstream_response, ran, &mut context).await;
+                return self
+                    .response_phase(upstream_response, ran, &mut context)
+                    .await;
             }
         };
         let mut response = response;
@@ -137,7 +159,12 @@ impl Proxy<'_> {
 
     /// Runs the response hooks over an upstream response, buffering its body
     /// only if a hook asked for it.
-    async fn response_phase(&self, upstream: Response<Incoming>, ran: usize, context: &mut RequestContext) -> Response<Body> {
+    async fn response_phase(
+        &self,
+        upstream: Response<Incoming>,
+        ran: usize,
+        context: &mut RequestContext,
+    ) -> Response<Body> {
         let (parts, body) = upstream.into_parts();
         let (buffered, stream) = if self.route.chain.wants_response_body {
             match read_limited(body, self.route.max_body_bytes).await {
@@ -171,7 +198,10 @@ impl Proxy<'_> {
     }
 
     /// Sends the request to the route's upstream; errors become 502/504 JSON.
-    async fn forward(&self, mut request: Request<Body>) -> Result<Response<Incoming>, Response<Body>> {
+    async fn forward(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, Response<Body>> {
         *request.version_mut() = Version::HTTP_11;
         match send(self.client, &self.route.upstream, request, None).await {
             Ok(mut response) => {
@@ -192,7 +222,11 @@ impl Proxy<'_> {
 
     /// What every proxied request carries upstream: forwarding headers and
     /// the request id; hop-by-hop headers are the client connection's own.
-    fn prepare_upstream_headers(&self, headers: &mut HeaderMap, authority: Option<&http::uri::Authority>) {
+    fn prepare_upstream_headers(
+        &self,
+        headers: &mut HeaderMap,
+        authority: Option<&http::uri::Authority>,
+    ) {
         strip_hop_by_hop(headers);
         if !headers.contains_key(header::HOST) {
             if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
@@ -214,7 +248,11 @@ impl Proxy<'_> {
 
 /// The upstream request after the request phase: plugin-edited path, query,
 /// headers, and either the plugin-visible body or the untouched stream.
-fn rebuild_request(method: &Method, request: PluginRequest, stream: Option<Incoming>) -> Result<Request<Body>, Response<Body>> {
+fn rebuild_request(
+    method: &Method,
+    request: PluginRequest,
+    stream: Option<Incoming>,
+) -> Result<Request<Body>, Response<Body>> {
     let path_and_query = match &request.query {
         Some(query) => format!("{}?{query}", request.path),
         None => request.path.clone(),
@@ -263,8 +301,15 @@ async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, Response<Bo
 /// A plugin-produced (or plugin-edited) response as an HTTP response.
 fn plugin_response(response: PluginResponse) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(response.status) else {
-        tracing::error!(status = response.status, "plugin produced an invalid status");
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, "plugin_error", "a plugin produced an invalid status");
+        tracing::error!(
+            status = response.status,
+            "plugin produced an invalid status"
+        );
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_error",
+            "a plugin produced an invalid status",
+        );
     };
     let mut headers = header_map(&response.headers);
     strip_hop_by_hop(&mut headers);

@@ -91,7 +91,12 @@ impl Reloader {
         let config = if changes.config {
             match Config::load(&self.config_path) {
                 Ok(config) => {
-                    if config.listeners.iter().map(|l| l.address).ne(current.0.listeners.iter().map(|l| l.address)) {
+                    if config.listeners.iter().map(|l| l.address).ne(current
+                        .0
+                        .listeners
+                        .iter()
+                        .map(|l| l.address))
+                    {
                         tracing::warn!("listener changes take effect on restart");
                     }
                     Arc::new(config)
@@ -145,14 +150,18 @@ impl Reloader {
 
 /// Watches the config file and the plugins directory; returns the watcher,
 /// which stops watching when dropped.
-pub fn watch(reloader: Arc<Reloader>, plugin_dir: &Path) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch(
+    reloader: Arc<Reloader>,
+    plugin_dir: &Path,
+) -> notify::Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-        Ok(event) => {
-            let _ = tx.send(event);
-        }
-        Err(e) => tracing::warn!("file watcher: {e}"),
-    })?;
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) => {
+                let _ = tx.send(event);
+            }
+            Err(e) => tracing::warn!("file watcher: {e}"),
+        })?;
     let config_path = absolute(&reloader.config_path);
     let plugin_dir = absolute(plugin_dir);
     watcher.watch(&plugin_dir, RecursiveMode::NonRecursive)?;
@@ -185,7 +194,9 @@ fn absolute(path: &Path) -> PathBuf {
 fn classify(event: &notify::Event, config_path: &Path, plugin_dir: &Path, changes: &mut Changes) {
     let relevant = match event.kind {
         EventKind::Create(_) | EventKind::Modify(_) => true,
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => true,
+        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
+            true
+        }
         _ => false,
     };
     if !relevant {
@@ -194,7 +205,8 @@ fn classify(event: &notify::Event, config_path: &Path, plugin_dir: &Path, change
     for path in &event.paths {
         if path == config_path {
             changes.config = true;
-        } else if path.parent() == Some(plugin_dir) && path.extension().is_some_and(|e| e == "wasm") {
+        } else if path.parent() == Some(plugin_dir) && path.extension().is_some_and(|e| e == "wasm")
+        {
             if let Some(name) = path.file_stem().and_then(|s| s.to_str()) {
                 changes.plugins.insert(name.to_string());
             }

@@ -63,7 +63,13 @@ impl Matcher {
         )
     }
 
-    fn matches(&self, host: Option<&str>, path: &str, method: &Method, headers: &HeaderMap) -> bool {
+    fn matches(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> bool {
         let path_ok = match &self.path {
             PathMatch::Any => true,
             PathMatch::Exact(p) => path == p,
@@ -101,7 +107,13 @@ impl Router {
     }
 
     /// The index of the best route for a request, if any.
-    pub fn find(&self, method: &Method, host: Option<&str>, path: &str, headers: &HeaderMap) -> Option<usize> {
+    pub fn find(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<usize> {
         let host = host.map(strip_port);
         self.entries
             .iter()
@@ -127,7 +139,12 @@ mod tests {
     }
 
     fn find(router: &Router, method: &str, host: &str, path: &str) -> Option<usize> {
-        router.find(&method.parse().unwrap(), Some(host), path, &HeaderMap::new())
+        router.find(
+            &method.parse().unwrap(),
+            Some(host),
+            path,
+            &HeaderMap::new(),
+        )
     }
 
     #[test]

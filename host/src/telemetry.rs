@@ -44,7 +44,11 @@ fn label_pairs(plugin: &str, labels: &[(String, String)]) -> (Vec<String>, Vec<S
     let mut sorted: Vec<&(String, String)> = labels.iter().collect();
     sorted.sort();
     let names = std::iter::once("plugin".to_string())
-        .chain(sorted.iter().map(|(k, _)| metric_name(k).replace("wasmgate_plugin_", "")))
+        .chain(
+            sorted
+                .iter()
+                .map(|(k, _)| metric_name(k).replace("wasmgate_plugin_", "")),
+        )
         .collect();
     let values = std::iter::once(plugin.to_string())
         .chain(sorted.iter().map(|(_, v)| v.clone()))
@@ -53,7 +57,14 @@ fn label_pairs(plugin: &str, labels: &[(String, String)]) -> (Vec<String>, Vec<S
 }
 
 impl Telemetry for GatewayTelemetry {
-    fn log(&self, plugin: &str, route: &str, level: LogLevel, message: &str, fields: &[(String, String)]) {
+    fn log(
+        &self,
+        plugin: &str,
+        route: &str,
+        level: LogLevel,
+        message: &str,
+        fields: &[(String, String)],
+    ) {
         let fields = fields
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -74,8 +85,11 @@ impl Telemetry for GatewayTelemetry {
         let mut counters = self.counters.lock().expect("metrics lock");
         let counter = counters.entry(full.clone()).or_insert_with(|| {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let vec = CounterVec::new(Opts::new(full.clone(), format!("plugin counter {name}")), &names)
-                .expect("valid metric name");
+            let vec = CounterVec::new(
+                Opts::new(full.clone(), format!("plugin counter {name}")),
+                &names,
+            )
+            .expect("valid metric name");
             if let Err(e) = self.registry.register(Box::new(vec.clone())) {
                 tracing::warn!(plugin, metric = %full, "cannot register plugin counter: {e}");
             }

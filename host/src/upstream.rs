@@ -104,7 +104,8 @@ pub async fn send(
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(target.clone());
     parts.path_and_query = Some(path);
-    *request.uri_mut() = http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+    *request.uri_mut() =
+        http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
     let timeout = timeout.unwrap_or(upstream.timeout);
     match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) => Ok(response),

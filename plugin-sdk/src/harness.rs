@@ -14,11 +14,14 @@ use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use wasmgate::plugin::{HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits, PluginPool, PluginRuntime, Telemetry};
+use wasmgate::plugin::{
+    HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits, PluginPool,
+    PluginRuntime, Telemetry,
+};
 
 pub use wasmgate::plugin::bindings::{
-    HeaderChanges, LogLevel, OutboundRequest, OutboundResponse, PluginInfo, Request, RequestAction, RequestChanges,
-    Response, ResponseChanges,
+    HeaderChanges, LogLevel, OutboundRequest, OutboundResponse, PluginInfo, Request, RequestAction,
+    RequestChanges, Response, ResponseChanges,
 };
 pub use wasmgate::plugin::{PluginFault, RequestContext};
 
@@ -36,8 +39,16 @@ pub struct LogLine {
 /// One metric update a plugin made.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricUpdate {
-    Counter { name: String, value: u64, labels: Vec<(String, String)> },
-    Histogram { name: String, value: f64, labels: Vec<(String, String)> },
+    Counter {
+        name: String,
+        value: u64,
+        labels: Vec<(String, String)>,
+    },
+    Histogram {
+        name: String,
+        value: f64,
+        labels: Vec<(String, String)>,
+    },
 }
 
 #[derive(Default)]
@@ -47,7 +58,14 @@ struct Captured {
 }
 
 impl Telemetry for Captured {
-    fn log(&self, _plugin: &str, _route: &str, level: LogLevel, message: &str, fields: &[(String, String)]) {
+    fn log(
+        &self,
+        _plugin: &str,
+        _route: &str,
+        level: LogLevel,
+        message: &str,
+        fields: &[(String, String)],
+    ) {
         self.logs.lock().expect("logs lock").push(LogLine {
             level,
             message: message.to_string(),
@@ -56,19 +74,31 @@ impl Telemetry for Captured {
     }
 
     fn counter_add(&self, _plugin: &str, name: &str, value: u64, labels: &[(String, String)]) {
-        self.metrics.lock().expect("metrics lock").push(MetricUpdate::Counter {
-            name: name.into(),
-            value,
-            labels: labels.to_vec(),
-        });
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .push(MetricUpdate::Counter {
+                name: name.into(),
+                value,
+                labels: labels.to_vec(),
+            });
     }
 
-    fn histogram_observe(&self, _plugin: &str, name: &str, value: f64, labels: &[(String, String)]) {
-        self.metrics.lock().expect("metrics lock").push(MetricUpdate::Histogram {
-            name: name.into(),
-            value,
-            labels: labels.to_vec(),
-        });
+    fn histogram_observe(
+        &self,
+        _plugin: &str,
+        name: &str,
+        value: f64,
+        labels: &[(String, String)],
+    ) {
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .push(MetricUpdate::Histogram {
+                name: name.into(),
+                value,
+                labels: labels.to_vec(),
+            });
     }
 }
 
@@ -82,11 +112,19 @@ struct FakeUpstreams {
 }
 
 impl Outbound for FakeUpstreams {
-    fn send_all(&self, requests: Vec<OutboundRequest>) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>> {
+    fn send_all(
+        &self,
+        requests: Vec<OutboundRequest>,
+    ) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>> {
         let results = requests
             .into_iter()
             .map(|request| {
-                let handler = self.handlers.lock().expect("fakes lock").get(&request.upstream).cloned();
+                let handler = self
+                    .handlers
+                    .lock()
+                    .expect("fakes lock")
+                    .get(&request.upstream)
+                    .cloned();
                 let result = match handler {
                     Some(handler) => handler(&request),
                     None => Err(format!("unknown upstream `{}`", request.upstream)),
@@ -115,7 +153,11 @@ impl Harness {
     /// gateway does at load time, so a refused config is an `Err` here.
     pub fn load(wasm: impl AsRef<Path>, config: serde_json::Value) -> Result<Harness, PluginError> {
         let file = wasm.as_ref();
-        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("plugin").to_string();
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+            .to_string();
         let kv = Arc::new(MemoryKv::default());
         let fakes = Arc::new(FakeUpstreams::default());
         let captured = Arc::new(Captured::default());
@@ -133,7 +175,12 @@ impl Harness {
             .enable_all()
             .build()
             .expect("tokio runtime for the harness");
-        let pool = tokio.block_on(runtime.pool(compiled, ROUTE, config.to_string(), PluginLimits::default()))?;
+        let pool = tokio.block_on(runtime.pool(
+            compiled,
+            ROUTE,
+            config.to_string(),
+            PluginLimits::default(),
+        ))?;
         Ok(Harness {
             pool,
             kv,
@@ -156,13 +203,22 @@ impl Harness {
     }
 
     /// Runs the request hook with `context` (read and updated, as in a chain).
-    pub fn on_request_with(&self, request: Request, context: &mut RequestContext) -> Result<RequestAction, PluginFault> {
+    pub fn on_request_with(
+        &self,
+        request: Request,
+        context: &mut RequestContext,
+    ) -> Result<RequestAction, PluginFault> {
         self.tokio.block_on(self.pool.on_request(&request, context))
     }
 
     /// Runs the response hook with `context`.
-    pub fn on_response_with(&self, response: Response, context: &mut RequestContext) -> Result<ResponseChanges, PluginFault> {
-        self.tokio.block_on(self.pool.on_response(&response, context))
+    pub fn on_response_with(
+        &self,
+        response: Response,
+        context: &mut RequestContext,
+    ) -> Result<ResponseChanges, PluginFault> {
+        self.tokio
+            .block_on(self.pool.on_response(&response, context))
     }
 
     /// Runs the response hook with an empty context.
@@ -244,7 +300,8 @@ pub trait RequestExt {
 
 impl RequestExt for Request {
     fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -258,7 +315,10 @@ impl RequestExt for Request {
 pub fn response(status: u16, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
     Response {
         status,
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         body: body.map(<[u8]>::to_vec),
     }
 }
@@ -271,7 +331,9 @@ pub fn artifact(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("WASMGATE_PLUGIN_DIR") {
         return PathBuf::from(dir).join(file);
     }
-    let start = std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|_| ".".into());
+    let start = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| ".".into());
     for dir in start.ancestors() {
         let candidate = dir.join("target/plugins").join(&file);
         if candidate.exists() {
@@ -283,5 +345,8 @@ pub fn artifact(name: &str) -> PathBuf {
 
 /// The first value of header `name` in a header list.
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }

@@ -45,11 +45,11 @@ pub mod bindings {
 #[cfg(all(feature = "harness", not(target_arch = "wasm32")))]
 pub mod harness;
 
-pub use bindings::wasmgate::plugin::types::{
-    HeaderChanges, Headers, LogLevel, PluginInfo, Request, RequestAction, RequestChanges,
-    Response, ResponseChanges,
-};
 pub use bindings::wasmgate::plugin::outbound::{OutboundRequest, OutboundResponse};
+pub use bindings::wasmgate::plugin::types::{
+    HeaderChanges, Headers, LogLevel, PluginInfo, Request, RequestAction, RequestChanges, Response,
+    ResponseChanges,
+};
 pub use capabilities::{context, kv, log, metrics, outbound};
 
 /// The everyday imports of a plugin crate.
@@ -111,7 +111,8 @@ pub mod __private {
     }
 
     pub fn get<P: Plugin>(slot: &OnceLock<P>) -> &P {
-        slot.get().expect("wasmgate host calls init before any hook")
+        slot.get()
+            .expect("wasmgate host calls init before any hook")
     }
 }
 
@@ -137,7 +138,7 @@ macro_rules! export_plugin {
                     $crate::Plugin::on_response($crate::__private::get(&PLUGIN), &response)
                 }
             }
-            $crate::bindings::export_raw!(Export with_types_in $crate::bindings);
+    $crate::bindings::export_raw!(Export with_types_in $crate::bindings);
         };
     };
 }

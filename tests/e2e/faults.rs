@@ -40,7 +40,11 @@ async fn trap_fails_only_that_request() {
         let boom = client.get(&gw.url("/trap"), &[("x-boom", "1")]).await;
         assert_eq!(boom.status, 500);
         assert_eq!(boom.json()["code"], "plugin_error");
-        assert!(boom.json()["error"].as_str().unwrap().contains("(trap)"), "{:?}", boom.json());
+        assert!(
+            boom.json()["error"].as_str().unwrap().contains("(trap)"),
+            "{:?}",
+            boom.json()
+        );
         // The trapped instance was thrown away; a fresh one serves the next request.
         assert_eq!(client.get(&gw.url("/trap"), &[]).await.status, 200);
         assert_eq!(client.get(&gw.url("/healthy"), &[]).await.status, 200);
@@ -54,8 +58,18 @@ async fn infinite_loop_hits_the_deadline_and_the_gateway_goes_on() {
     let started = Instant::now();
     let stuck = client.get(&gw.url("/loop"), &[("x-boom", "1")]).await;
     assert_eq!(stuck.status, 500);
-    assert!(stuck.json()["error"].as_str().unwrap().contains("(deadline)"), "{:?}", stuck.json());
-    assert!(started.elapsed() < Duration::from_secs(2), "interrupted at the 50 ms deadline");
+    assert!(
+        stuck.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("(deadline)"),
+        "{:?}",
+        stuck.json()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "interrupted at the 50 ms deadline"
+    );
     // Meanwhile and afterwards everything else is served.
     let (loop_url, healthy_url) = (gw.url("/loop"), gw.url("/healthy"));
     let (a, b) = tokio::join!(
@@ -72,7 +86,11 @@ async fn memory_cap_breach_fails_the_request_not_the_gateway() {
     let client = get_client();
     let hog = client.get(&gw.url("/oom"), &[("x-boom", "1")]).await;
     assert_eq!(hog.status, 500);
-    assert!(hog.json()["error"].as_str().unwrap().contains("(memory)"), "{:?}", hog.json());
+    assert!(
+        hog.json()["error"].as_str().unwrap().contains("(memory)"),
+        "{:?}",
+        hog.json()
+    );
     assert_eq!(client.get(&gw.url("/oom"), &[]).await.status, 200);
 }
 
@@ -96,7 +114,14 @@ async fn a_config_the_plugin_refuses_stops_start_with_its_message() {
         "listeners: [{ address: '127.0.0.1:0' }]\nplugins: { dir: plugins }\nupstreams: { a: { targets: ['127.0.0.1:1'] } }\nroutes:\n  - name: secure\n    upstream: a\n    plugins: [{ name: api-key, config: { keys: [] } }]\n",
     )
     .unwrap();
-    let err = wasmgate::start(&config).await.err().expect("refused").to_string();
-    assert!(err.contains("plugin `api-key` on route `secure` refused its config"), "{err}");
+    let err = wasmgate::start(&config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("plugin `api-key` on route `secure` refused its config"),
+        "{err}"
+    );
     assert!(err.contains("`keys` must list at least one key"), "{err}");
 }

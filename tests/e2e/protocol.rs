@@ -19,6 +19,10 @@ async fn h2c_clients_are_served_through_the_chain() {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.json()["path"], format!("/stream/{i}"));
         assert_eq!(reply.upstream_header("x-chain").as_deref(), Some("h2"));
-        assert_eq!(reply.upstream_header("host").as_deref(), Some(gw.addr.to_string().as_str()), "authority becomes Host upstream");
+        assert_eq!(
+            reply.upstream_header("host").as_deref(),
+            Some(gw.addr.to_string().as_str()),
+            "authority becomes Host upstream"
+        );
     }
 }

@@ -17,7 +17,13 @@ async fn plugin_swap_under_concurrent_load_loses_no_request() {
     let first_v2: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
     let workers: Vec<_> = (0..8)
         .map(|_| {
-            let (stop, failures, total, first_v2, url) = (stop.clone(), failures.clone(), total.clone(), first_v2.clone(), url.clone());
+            let (stop, failures, total, first_v2, url) = (
+                stop.clone(),
+                failures.clone(),
+                total.clone(),
+                first_v2.clone(),
+                url.clone(),
+            );
             tokio::spawn(async move {
                 let client = get_client();
                 while !stop.load(Ordering::Relaxed) {
@@ -50,8 +56,16 @@ async fn plugin_swap_under_concurrent_load_loses_no_request() {
     }
 
     let live_after = first_v2.lock().unwrap().expect("v2 served") - swapped_at;
-    assert!(live_after < Duration::from_secs(1), "new version live after {live_after:?}");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "of {} requests", total.load(Ordering::Relaxed));
+    assert!(
+        live_after < Duration::from_secs(1),
+        "new version live after {live_after:?}"
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "of {} requests",
+        total.load(Ordering::Relaxed)
+    );
     assert!(total.load(Ordering::Relaxed) > 100);
     let after = get_client().get(&url, &[]).await;
     assert_eq!(after.header("x-probe-version"), Some("2"));
@@ -66,8 +80,16 @@ async fn corrupt_plugin_file_keeps_the_old_version_serving() {
     std::fs::rename(&tmp, &file).unwrap();
     let event = gw.next_reload_event(0).await;
     assert!(!event.ok);
-    assert!(event.message.contains(&file.display().to_string()), "names the file: {}", event.message);
-    assert!(event.message.contains("not a valid Wasm component"), "says why: {}", event.message);
+    assert!(
+        event.message.contains(&file.display().to_string()),
+        "names the file: {}",
+        event.message
+    );
+    assert!(
+        event.message.contains("not a valid Wasm component"),
+        "says why: {}",
+        event.message
+    );
     let reply = get_client().get(&gw.url("/"), &[]).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-probe-version"), Some("1"));
@@ -76,7 +98,13 @@ async fn corrupt_plugin_file_keeps_the_old_version_serving() {
     // A good file afterwards is picked up as usual.
     install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");
     assert!(gw.next_reload_event(1).await.ok);
-    assert_eq!(get_client().get(&gw.url("/"), &[]).await.header("x-probe-version"), Some("2"));
+    assert_eq!(
+        get_client()
+            .get(&gw.url("/"), &[])
+            .await
+            .header("x-probe-version"),
+        Some("2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,8 +115,18 @@ async fn a_wasm_file_that_is_not_a_plugin_is_refused() {
     install_plugin(&gw.plugins_dir(), "headers.wasm", "probe");
     let event = gw.next_reload_event(0).await;
     assert!(!event.ok);
-    assert!(event.message.contains("unknown field `tag`"), "{}", event.message);
-    assert_eq!(get_client().get(&gw.url("/"), &[]).await.header("x-probe-version"), Some("1"));
+    assert!(
+        event.message.contains("unknown field `tag`"),
+        "{}",
+        event.message
+    );
+    assert_eq!(
+        get_client()
+            .get(&gw.url("/"), &[])
+            .await
+            .header("x-probe-version"),
+        Some("1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -101,8 +139,16 @@ async fn config_reload_applies_and_an_invalid_config_keeps_the_old_one() {
     std::fs::write(gw.config_path(), &broken).unwrap();
     let event = gw.next_reload_event(0).await;
     assert!(!event.ok);
-    assert!(event.message.contains("gateway.yaml:"), "names file and line: {}", event.message);
-    assert!(event.message.contains("upstream `nowhere` is not defined"), "{}", event.message);
+    assert!(
+        event.message.contains("gateway.yaml:"),
+        "names file and line: {}",
+        event.message
+    );
+    assert!(
+        event.message.contains("upstream `nowhere` is not defined"),
+        "{}",
+        event.message
+    );
     assert_eq!(client.get(&gw.url("/"), &[]).await.status, 200);
 
     let refused = original.replace("tag: p", "tag: p, reject: 'no thanks'");
@@ -110,9 +156,18 @@ async fn config_reload_applies_and_an_invalid_config_keeps_the_old_one() {
     let event = gw.next_reload_event(1).await;
     assert!(!event.ok);
     assert!(event.message.contains("no thanks"), "{}", event.message);
-    assert_eq!(client.get(&gw.url("/"), &[]).await.upstream_header("x-chain").as_deref(), Some("p"));
+    assert_eq!(
+        client
+            .get(&gw.url("/"), &[])
+            .await
+            .upstream_header("x-chain")
+            .as_deref(),
+        Some("p")
+    );
 
-    let changed = original.replace("tag: p", "tag: changed").replace("upstream: a", "upstream: b");
+    let changed = original
+        .replace("tag: p", "tag: changed")
+        .replace("upstream: a", "upstream: b");
     std::fs::write(gw.config_path(), &changed).unwrap();
     let event = gw.next_reload_event(2).await;
     assert!(event.ok, "{}", event.message);

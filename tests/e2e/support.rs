@@ -35,7 +35,10 @@ pub fn built_plugin(file: &str) -> PathBuf {
 pub async fn echo_upstream(name: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    (addr, tokio::spawn(wasmgate::demo::serve_echo(listener, name.to_string())))
+    (
+        addr,
+        tokio::spawn(wasmgate::demo::serve_echo(listener, name.to_string())),
+    )
 }
 
 /// Copies a plugin into the dir atomically (write aside, rename into place),
@@ -120,7 +123,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -143,15 +147,27 @@ impl HttpClient {
     }
 
     pub fn h2c() -> HttpClient {
-        HttpClient(Client::builder(TokioExecutor::new()).http2_only(true).build_http())
+        HttpClient(
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        )
     }
 
-    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Reply, String> {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
         let mut request = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let request = request.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
         let response = self.0.request(request).await.map_err(|e| e.to_string())?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
@@ -163,7 +179,9 @@ impl HttpClient {
     }
 
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Reply {
-        self.send("GET", url, headers, b"").await.expect("request completes")
+        self.send("GET", url, headers, b"")
+            .await
+            .expect("request completes")
     }
 }
 

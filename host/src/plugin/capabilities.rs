@@ -12,19 +12,39 @@ use std::time::{Duration, Instant};
 /// A key/value store shared by all instances of all plugins.
 pub trait KvStore: Send + Sync {
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Vec<u8>>, String>>;
-    fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> BoxFuture<'_, Result<(), String>>;
-    fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> BoxFuture<'_, Result<i64, String>>;
+    fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(), String>>;
+    fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'_, Result<i64, String>>;
     fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// Sends plugin-initiated HTTP requests to named upstreams.
 pub trait Outbound: Send + Sync {
-    fn send_all(&self, requests: Vec<OutboundRequest>) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>>;
+    fn send_all(
+        &self,
+        requests: Vec<OutboundRequest>,
+    ) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>>;
 }
 
 /// Where plugin logs and metrics go.
 pub trait Telemetry: Send + Sync {
-    fn log(&self, plugin: &str, route: &str, level: LogLevel, message: &str, fields: &[(String, String)]);
+    fn log(
+        &self,
+        plugin: &str,
+        route: &str,
+        level: LogLevel,
+        message: &str,
+        fields: &[(String, String)],
+    );
     fn counter_add(&self, plugin: &str, name: &str, value: u64, labels: &[(String, String)]);
     fn histogram_observe(&self, plugin: &str, name: &str, value: f64, labels: &[(String, String)]);
 }
@@ -70,7 +90,10 @@ impl MemoryKv {
     fn get_now(&self, key: &str) -> Option<Vec<u8>> {
         let now = Instant::now();
         let entries = self.entries.lock().expect("kv lock");
-        entries.get(key).filter(|e| e.live(now)).map(|e| e.value.clone())
+        entries
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone())
     }
 
     fn set_now(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
@@ -91,7 +114,10 @@ impl MemoryKv {
             ),
             None => None,
         };
-        let value = current.unwrap_or(0).checked_add(delta).ok_or("kv increment overflows")?;
+        let value = current
+            .unwrap_or(0)
+            .checked_add(delta)
+            .ok_or("kv increment overflows")?;
         let expires = match current {
             Some(_) => entries.get(key).and_then(|e| e.expires),
             None => ttl.map(|t| now + t),
@@ -113,12 +139,22 @@ impl KvStore for MemoryKv {
         Box::pin(async move { Ok(value) })
     }
 
-    fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> BoxFuture<'_, Result<(), String>> {
+    fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'_, Result<(), String>> {
         self.set_now(key, value, ttl);
         Box::pin(async { Ok(()) })
     }
 
-    fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> BoxFuture<'_, Result<i64, String>> {
+    fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'_, Result<i64, String>> {
         let result = self.increment_now(key, delta, ttl);
         Box::pin(async move { result })
     }
@@ -136,7 +172,10 @@ mod tests {
     #[test]
     fn increment_counts_and_expires() {
         let kv = MemoryKv::default();
-        assert_eq!(kv.increment_now("a", 2, Some(Duration::from_millis(30))), Ok(2));
+        assert_eq!(
+            kv.increment_now("a", 2, Some(Duration::from_millis(30))),
+            Ok(2)
+        );
         assert_eq!(kv.increment_now("a", 3, None), Ok(5));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(kv.get_now("a"), None);
@@ -147,6 +186,9 @@ mod tests {
     fn increment_refuses_non_integers() {
         let kv = MemoryKv::default();
         kv.set_now("a", b"x".to_vec(), None);
-        assert!(kv.increment_now("a", 1, None).unwrap_err().contains("not an integer"));
+        assert!(kv
+            .increment_now("a", 1, None)
+            .unwrap_err()
+            .contains("not an integer"));
     }
 }

@@ -53,12 +53,22 @@ impl kv::Host for PluginState {
         self.services.kv.get(&key).await
     }
 
-    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), String> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), String> {
         let key = self.kv_key(&key);
         self.services.kv.set(&key, value, ttl(ttl_ms)).await
     }
 
-    async fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, String> {
+    async fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, String> {
         let key = self.kv_key(&key);
         self.services.kv.increment(&key, delta, ttl(ttl_ms)).await
     }
@@ -70,7 +80,10 @@ impl kv::Host for PluginState {
 }
 
 impl outbound::Host for PluginState {
-    async fn send_all(&mut self, requests: Vec<OutboundRequest>) -> Vec<Result<OutboundResponse, String>> {
+    async fn send_all(
+        &mut self,
+        requests: Vec<OutboundRequest>,
+    ) -> Vec<Result<OutboundResponse, String>> {
         self.services.outbound.send_all(requests).await
     }
 }

@@ -6,7 +6,9 @@
 //! dropped, never returned to its pool. Every call runs under an epoch
 //! deadline and a linear-memory cap.
 
-use super::bindings::{Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges};
+use super::bindings::{
+    Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges,
+};
 use super::capabilities::HostServices;
 use super::state::{PluginState, RequestContext};
 use super::{PluginError, PluginFault};
@@ -70,7 +72,8 @@ impl PluginRuntime {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -102,20 +105,30 @@ impl PluginRuntime {
 
     /// Compiles a plugin file's bytes. CPU-heavy: call it off the request
     /// path (e.g. in `spawn_blocking`).
-    pub fn compile(&self, name: &str, file: &Path, bytes: &[u8]) -> Result<CompiledPlugin, PluginError> {
+    pub fn compile(
+        &self,
+        name: &str,
+        file: &Path,
+        bytes: &[u8],
+    ) -> Result<CompiledPlugin, PluginError> {
         let fail = |message: String| PluginError::Compile {
             file: file.to_path_buf(),
             message,
         };
         let component = Component::new(&self.engine, bytes).map_err(|e| fail(format!("{e:#}")))?;
-        let contract_version = contract_version(&self.engine, &component).map_err(|message| PluginError::Contract {
-            file: file.to_path_buf(),
-            message,
+        let contract_version = contract_version(&self.engine, &component).map_err(|message| {
+            PluginError::Contract {
+                file: file.to_path_buf(),
+                message,
+            }
         })?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::Contract {
-            file: file.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| PluginError::Contract {
+                    file: file.to_path_buf(),
+                    message: format!("{e:#}"),
+                })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| PluginError::Contract {
             file: file.to_path_buf(),
             message: format!("{e:#}"),
@@ -232,22 +245,36 @@ impl PluginPool {
     }
 
     /// Runs the request hook with `context` as the request's shared context.
-    pub async fn on_request(&self, request: &Request, context: &mut RequestContext) -> Result<RequestAction, PluginFault> {
+    pub async fn on_request(
+        &self,
+        request: &Request,
+        context: &mut RequestContext,
+    ) -> Result<RequestAction, PluginFault> {
         let mut instance = self.checkout().await?;
         let result = self
             .call(&mut instance, context, async |plugin, store| {
-                plugin.wasmgate_plugin_handler().call_on_request(store, request).await
+                plugin
+                    .wasmgate_plugin_handler()
+                    .call_on_request(store, request)
+                    .await
             })
             .await;
         self.checkin(instance, result)
     }
 
     /// Runs the response hook with `context` as the request's shared context.
-    pub async fn on_response(&self, response: &Response, context: &mut RequestContext) -> Result<ResponseChanges, PluginFault> {
+    pub async fn on_response(
+        &self,
+        response: &Response,
+        context: &mut RequestContext,
+    ) -> Result<ResponseChanges, PluginFault> {
         let mut instance = self.checkout().await?;
         let result = self
             .call(&mut instance, context, async |plugin, store| {
-                plugin.wasmgate_plugin_handler().call_on_response(store, response).await
+                plugin
+                    .wasmgate_plugin_handler()
+                    .call_on_response(store, response)
+                    .await
             })
             .await;
         self.checkin(instance, result)
@@ -289,7 +316,11 @@ impl PluginPool {
     }
 
     /// Returns a healthy instance to the pool; a faulted one is dropped here.
-    fn checkin<T>(&self, instance: Instance, result: Result<T, PluginFault>) -> Result<T, PluginFault> {
+    fn checkin<T>(
+        &self,
+        instance: Instance,
+        result: Result<T, PluginFault>,
+    ) -> Result<T, PluginFault> {
         if result.is_ok() {
             let mut idle = self.idle.lock().expect("pool lock");
             if idle.len() < self.limits.max_idle_instances {

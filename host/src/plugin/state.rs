@@ -26,7 +26,12 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub(crate) fn new(plugin: Arc<str>, route: Arc<str>, memory_limit: usize, services: HostServices) -> Self {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        route: Arc<str>,
+        memory_limit: usize,
+        services: HostServices,
+    ) -> Self {
         PluginState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -64,7 +69,12 @@ pub struct MemoryCap {
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             return Err(wasmtime::format_err!(
@@ -75,7 +85,12 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }

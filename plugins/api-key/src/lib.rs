@@ -62,10 +62,10 @@ pub struct ApiKey {
 
 impl ApiKey {
     fn deny(&self, message: &str) -> RequestAction {
-        RequestAction::Respond(
-            Response::error(401, "unauthorized", message)
-                .with_header("www-authenticate", &format!("ApiKey header=\"{}\"", self.header)),
-        )
+        RequestAction::Respond(Response::error(401, "unauthorized", message).with_header(
+            "www-authenticate",
+            &format!("ApiKey header=\"{}\"", self.header),
+        ))
     }
 
     fn key_from_query<'a>(&self, query: Option<&'a str>) -> Option<&'a str> {
@@ -122,7 +122,11 @@ impl Plugin for ApiKey {
             return self.deny("missing API key");
         };
         let Some(consumer) = self.consumers.get(key) else {
-            log::log(LogLevel::Info, "rejected unknown API key", &[("route", &request.route)]);
+            log::log(
+                LogLevel::Info,
+                "rejected unknown API key",
+                &[("route", &request.route)],
+            );
             return self.deny("invalid API key");
         };
         context::set("consumer", consumer);
@@ -130,7 +134,8 @@ impl Plugin for ApiKey {
         if self.hide_credentials {
             changes = changes.remove_header(&self.header);
             if from_header.is_none() {
-                changes = changes.query(&self.query_without_key(request.query.as_deref().unwrap_or_default()));
+                changes = changes
+                    .query(&self.query_without_key(request.query.as_deref().unwrap_or_default()));
             }
         }
         RequestAction::Continue(changes)

@@ -27,7 +27,10 @@ pub struct Edits {
 
 impl Edits {
     fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.set.is_empty() && self.remove.is_empty() && self.rename.is_empty()
+        self.add.is_empty()
+            && self.set.is_empty()
+            && self.remove.is_empty()
+            && self.rename.is_empty()
     }
 
     fn check(&self, direction: &str) -> Result<(), String> {
@@ -49,7 +52,9 @@ impl Edits {
         }
         for (name, value) in self.add.iter().chain(&self.set) {
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err(format!("{direction}: value of `{name}` contains a control character"));
+                return Err(format!(
+                    "{direction}: value of `{name}` contains a control character"
+                ));
             }
         }
         Ok(())
@@ -67,18 +72,26 @@ impl Edits {
             if !values.is_empty() {
                 changes.remove.push(old.to_ascii_lowercase());
                 changes.remove.push(new.to_ascii_lowercase());
-                changes
-                    .append
-                    .extend(values.into_iter().map(|v| (new.to_ascii_lowercase(), v.clone())));
+                changes.append.extend(
+                    values
+                        .into_iter()
+                        .map(|v| (new.to_ascii_lowercase(), v.clone())),
+                );
             }
         }
-        changes.remove.extend(self.remove.iter().map(|n| n.to_ascii_lowercase()));
         changes
-            .set
-            .extend(self.set.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())));
-        changes
-            .append
-            .extend(self.add.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())));
+            .remove
+            .extend(self.remove.iter().map(|n| n.to_ascii_lowercase()));
+        changes.set.extend(
+            self.set
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone())),
+        );
+        changes.append.extend(
+            self.add
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone())),
+        );
         changes
     }
 }

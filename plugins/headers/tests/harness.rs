@@ -1,7 +1,9 @@
 //! The headers plugin, loaded from its built `.wasm` in the SDK harness.
 
 use serde_json::json;
-use wasmgate_plugin_sdk::harness::{artifact, request, response, Harness, RequestAction, RequestExt};
+use wasmgate_plugin_sdk::harness::{
+    artifact, request, response, Harness, RequestAction, RequestExt,
+};
 
 fn load(config: serde_json::Value) -> Harness {
     Harness::load(artifact("headers"), config).expect("config accepted")
@@ -15,7 +17,9 @@ fn request_edits_rename_remove_set_add() {
         "remove": ["x-internal"],
         "rename": {"x-old": "x-new"}
     }}));
-    let req = request("GET", "/").with_header("x-old", "v1").with_header("x-old", "v2");
+    let req = request("GET", "/")
+        .with_header("x-old", "v1")
+        .with_header("x-old", "v2");
     let RequestAction::Continue(changes) = plugin.on_request(req).unwrap() else {
         panic!("headers never answers a request itself")
     };
@@ -43,33 +47,55 @@ fn rename_of_an_absent_header_does_nothing() {
 
 #[test]
 fn response_edits_only_requested_when_configured() {
-    assert!(!load(json!({"request": {"add": {"a": "b"}}})).info().wants_response);
-    let plugin = load(json!({"response": {"add": {"x-served-by": "wasmgate"}, "remove": ["server"]}}));
+    assert!(
+        !load(json!({"request": {"add": {"a": "b"}}}))
+            .info()
+            .wants_response
+    );
+    let plugin =
+        load(json!({"response": {"add": {"x-served-by": "wasmgate"}, "remove": ["server"]}}));
     assert!(plugin.info().wants_response);
-    let changes = plugin.on_response(response(200, &[("server", "nginx")], None)).unwrap();
+    let changes = plugin
+        .on_response(response(200, &[("server", "nginx")], None))
+        .unwrap();
     assert_eq!(changes.headers.remove, vec!["server"]);
-    assert_eq!(changes.headers.append, vec![("x-served-by".to_string(), "wasmgate".to_string())]);
+    assert_eq!(
+        changes.headers.append,
+        vec![("x-served-by".to_string(), "wasmgate".to_string())]
+    );
     assert_eq!(changes.status, None);
 }
 
 #[test]
 fn invalid_header_name_is_refused_at_load() {
-    let err = Harness::load(artifact("headers"), json!({"request": {"add": {"bad name": "x"}}}))
-        .err()
-        .expect("refused");
-    assert!(err.to_string().contains("request: `bad name` is not a valid header name"), "{err}");
+    let err = Harness::load(
+        artifact("headers"),
+        json!({"request": {"add": {"bad name": "x"}}}),
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("request: `bad name` is not a valid header name"),
+        "{err}"
+    );
 }
 
 #[test]
 fn header_value_with_newline_is_refused_at_load() {
-    let err = Harness::load(artifact("headers"), json!({"response": {"set": {"x-a": "1\r\nx-b: 2"}}}))
-        .err()
-        .expect("refused");
+    let err = Harness::load(
+        artifact("headers"),
+        json!({"response": {"set": {"x-a": "1\r\nx-b: 2"}}}),
+    )
+    .err()
+    .expect("refused");
     assert!(err.to_string().contains("control character"), "{err}");
 }
 
 #[test]
 fn unknown_config_field_is_refused_at_load() {
-    let err = Harness::load(artifact("headers"), json!({"requets": {}})).err().expect("refused");
+    let err = Harness::load(artifact("headers"), json!({"requets": {}}))
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("unknown field `requets`"), "{err}");
 }

@@ -55,7 +55,10 @@ impl Plugin for Probe {
 
     fn on_request(&self, request: &Request) -> RequestAction {
         let c = &self.0;
-        let armed = c.fault_when_header.as_deref().is_none_or(|h| request.header(h).is_some());
+        let armed = c
+            .fault_when_header
+            .as_deref()
+            .is_none_or(|h| request.header(h).is_some());
         if armed {
             match c.fault.as_deref() {
                 Some("trap") => panic!("probe was told to trap"),
@@ -88,7 +91,10 @@ impl Plugin for Probe {
             .set_header("x-chain", &appended(request.header("x-chain"), &c.tag))
             .set_header("x-probe-version", VERSION);
         for key in &c.ctx_echo {
-            changes = changes.set_header(&format!("x-ctx-{key}"), &context::get(key).unwrap_or_default());
+            changes = changes.set_header(
+                &format!("x-ctx-{key}"),
+                &context::get(key).unwrap_or_default(),
+            );
         }
         RequestAction::Continue(changes)
     }
