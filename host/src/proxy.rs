@@ -4,6 +4,10 @@
 //! plugin phases when the route has plugins; [`Proxy::forward`] is the plain
 //! reverse-proxy path both end in. A route without plugins never converts
 //! headers or buffers bodies.
+#![expect(
+    clippy::result_large_err,
+    reason = "an `Err` here is the finished error response to send; boxing it buys nothing"
+)]
 
 use crate::body::{boxed, full, json_error, Body};
 use crate::chain::{ChainFault, RequestOutcome};

@@ -192,13 +192,13 @@ fn absolute(path: &Path) -> PathBuf {
 
 /// Adds what an event touched to `changes`; reads and metadata-only events are ignored.
 fn classify(event: &notify::Event, config_path: &Path, plugin_dir: &Path, changes: &mut Changes) {
-    let relevant = match event.kind {
-        EventKind::Create(_) | EventKind::Modify(_) => true,
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
-            true
-        }
-        _ => false,
-    };
+    use notify::event::{AccessKind, AccessMode};
+    let relevant = matches!(
+        event.kind,
+        EventKind::Create(_)
+            | EventKind::Modify(_)
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    );
     if !relevant {
         return;
     }

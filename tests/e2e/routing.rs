@@ -34,7 +34,9 @@ routes:
 async fn most_specific_route_wins() {
     let gw = TestGateway::start(ROUTES).await;
     let client = get_client();
-    let cases: [(&str, &str, &[(&str, &str)], &str, &str); 7] = [
+    // (method, path, request headers, route that must match, its upstream)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 7] = [
         ("GET", "/other", &[], "all", "a"),
         ("GET", "/api/users", &[], "api", "b"),
         ("GET", "/apiary", &[], "all", "a"),
