@@ -3,7 +3,8 @@
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-WASM_OUT := target/$(WASM_TARGET)/plugin
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/plugin
 PLUGIN_DIR := target/plugins
 TEST_PLUGIN_DIR := target/test-plugins
 
