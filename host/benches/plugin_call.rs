@@ -1,1 +1,182 @@
-fn main() {}
+//! What a plugin call costs: into a warm instance (by header count, to price
+//! copying headers as a record), per host call (to price the resource
+//! alternative), on a fresh instance, and compiling a plugin.
+//!
+//! Run with `make bench` (it builds the plugins first).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmgate::plugin::bindings::Request;
+use wasmgate::plugin::{
+    HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext,
+};
+
+fn plugin_file(dir: &str, name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(dir)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing: run `make plugins`",
+        path.display()
+    );
+    path
+}
+
+fn runtime() -> Arc<PluginRuntime> {
+    let upstreams = Arc::new(wasmgate::upstream::UpstreamDirectory::default());
+    Arc::new(
+        PluginRuntime::new(HostServices {
+            kv: Arc::new(MemoryKv::default()),
+            outbound: Arc::new(wasmgate::outbound::GatewayOutbound {
+                client: wasmgate::upstream::http_client(),
+                upstreams,
+            }),
+            telemetry: Arc::new(wasmgate::telemetry::GatewayTelemetry::new(
+                Default::default(),
+            )),
+        })
+        .unwrap(),
+    )
+}
+
+fn pool(
+    rt: &tokio::runtime::Runtime,
+    runtime: &Arc<PluginRuntime>,
+    file: PathBuf,
+    config: &str,
+    limits: PluginLimits,
+) -> PluginPool {
+    let bytes = std::fs::read(&file).unwrap();
+    let compiled = Arc::new(runtime.compile("bench", &file, &bytes).unwrap());
+    rt.block_on(runtime.pool(compiled, "bench", config.to_string(), limits))
+        .unwrap()
+}
+
+fn request(headers: usize) -> Request {
+    Request {
+        method: "GET".into(),
+        path: "/api/users/42".into(),
+        query: Some("page=2".into()),
+        headers: (0..headers)
+            .map(|i| {
+                (
+                    format!("x-header-{i}"),
+                    "a-typical-header-value-of-some-length".to_string(),
+                )
+            })
+            .collect(),
+        body: None,
+        client_addr: "127.0.0.1:50000".into(),
+        route: "bench".into(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = runtime();
+    let warm = PluginLimits::default();
+
+    let mut group = c.benchmark_group("warm_call");
+    let noop = pool(
+        &rt,
+        &runtime,
+        plugin_file("test-plugins", "probe"),
+        r#"{"noop": true}"#,
+        warm,
+    );
+    for headers in [0, 10, 30] {
+        let req = request(headers);
+        group.bench_with_input(
+            BenchmarkId::new("noop_by_headers", headers),
+            &req,
+            |b, req| {
+                b.to_async(&rt).iter(|| async {
+                    noop.on_request(req, &mut RequestContext::new())
+                        .await
+                        .unwrap()
+                })
+            },
+        );
+    }
+    let headers = pool(
+        &rt,
+        &runtime,
+        plugin_file("plugins", "headers"),
+        r#"{"request": {"add": {"x-gateway": "wasmgate"}, "remove": ["x-debug"]}}"#,
+        warm,
+    );
+    let req = request(10);
+    group.bench_function("headers_plugin_10_headers", |b| {
+        b.to_async(&rt).iter(|| async {
+            headers
+                .on_request(&req, &mut RequestContext::new())
+                .await
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("host_calls");
+    for reads in [0u32, 10, 100] {
+        let reader = pool(
+            &rt,
+            &runtime,
+            plugin_file("test-plugins", "probe"),
+            &format!(r#"{{"noop": true, "ctx_reads": {reads}}}"#),
+            warm,
+        );
+        let req = request(0);
+        group.bench_function(BenchmarkId::new("context_get", reads), |b| {
+            b.to_async(&rt).iter(|| async {
+                reader
+                    .on_request(&req, &mut RequestContext::new())
+                    .await
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("fresh_instance");
+    let never_reuse = PluginLimits {
+        max_idle_instances: 0,
+        ..warm
+    };
+    let fresh = pool(
+        &rt,
+        &runtime,
+        plugin_file("test-plugins", "probe"),
+        r#"{"noop": true}"#,
+        never_reuse,
+    );
+    let req = request(10);
+    group.bench_function("instantiate_init_call", |b| {
+        b.to_async(&rt).iter(|| async {
+            fresh
+                .on_request(&req, &mut RequestContext::new())
+                .await
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for (dir, name) in [("plugins", "headers"), ("plugins", "api-key")] {
+        let file = plugin_file(dir, name);
+        let bytes = std::fs::read(&file).unwrap();
+        group.bench_function(BenchmarkId::new(name, bytes.len()), |b| {
+            b.iter(|| runtime.compile(name, &file, &bytes).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(plugin_call, benches);
+criterion_main!(plugin_call);

@@ -166,6 +166,10 @@ impl Chain {
         fault: PluginFault,
     ) -> Option<ChainFault> {
         let plugin = step.pool.name();
+        crate::metrics::metrics()
+            .plugin_faults
+            .with_label_values(&[plugin, fault.kind()])
+            .inc();
         tracing::error!(
             plugin,
             route,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod gateway;
+pub mod metrics;
 pub mod outbound;
 pub mod plugin;
 pub mod proxy;
@@ -67,7 +68,9 @@ fn gateway_services(
     HostServices {
         kv: Arc::new(MemoryKv::default()),
         outbound: Arc::new(outbound::GatewayOutbound { client, upstreams }),
-        telemetry: Arc::new(telemetry::GatewayTelemetry::new(prometheus::Registry::new())),
+        telemetry: Arc::new(telemetry::GatewayTelemetry::new(
+            metrics::metrics().registry.clone(),
+        )),
     }
 }
 

@@ -72,6 +72,10 @@ impl Reloader {
     }
 
     fn record(&self, ok: bool, message: String) {
+        crate::metrics::metrics()
+            .reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
         if ok {
             tracing::info!("reload: {message}");
         } else {

@@ -2,6 +2,8 @@
 //! compiled plugins (`make plugins`), real echo upstreams and a real HTTP
 //! client, and checks what comes back over the wire.
 
+mod bodies;
+mod capabilities;
 mod chain;
 mod faults;
 mod protocol;

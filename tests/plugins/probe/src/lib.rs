@@ -24,6 +24,18 @@ pub struct Config {
     pub fault_when_header: Option<String>,
     /// Refuse the config at init with this message.
     pub reject: Option<String>,
+    /// Read the context this many times (measures the cost of a host call).
+    pub ctx_reads: u32,
+    /// Do nothing at all: continue without changes (measures the bare call).
+    pub noop: bool,
+    /// Ask for bodies: upper-case the request body, report the response body's length.
+    pub upper_body: bool,
+    /// Count requests in the kv store under this key; the count goes to `x-count`.
+    pub kv_count: Option<String>,
+    /// Call these upstreams (`name:path`) concurrently; statuses go to `x-fetched`.
+    pub fetch: Vec<String>,
+    /// Add 1 to this plugin counter per request.
+    pub metric: Option<String>,
 }
 
 pub struct Probe(Config);
@@ -47,14 +59,20 @@ impl Plugin for Probe {
 
     fn info(&self) -> PluginInfo {
         PluginInfo {
-            wants_request_body: false,
-            wants_response: true,
-            wants_response_body: false,
+            wants_request_body: self.0.upper_body,
+            wants_response: !self.0.noop,
+            wants_response_body: self.0.upper_body,
         }
     }
 
     fn on_request(&self, request: &Request) -> RequestAction {
         let c = &self.0;
+        for _ in 0..c.ctx_reads {
+            std::hint::black_box(context::get("bench"));
+        }
+        if c.noop {
+            return RequestAction::Continue(RequestChanges::new());
+        }
         let armed = c
             .fault_when_header
             .as_deref()
@@ -96,11 +114,46 @@ impl Plugin for Probe {
                 &context::get(key).unwrap_or_default(),
             );
         }
+        if c.upper_body {
+            let body = request.body.clone().unwrap_or_default();
+            changes = changes.body(body.to_ascii_uppercase());
+        }
+        if let Some(key) = &c.kv_count {
+            match kv::increment(key, 1, None) {
+                Ok(n) => changes = changes.set_header("x-count", &n.to_string()),
+                Err(e) => return RequestAction::Respond(Response::error(500, "kv", &e)),
+            }
+        }
+        if !c.fetch.is_empty() {
+            let requests: Vec<_> = c
+                .fetch
+                .iter()
+                .map(|target| {
+                    let (upstream, path) = target.split_once(':').unwrap_or((target, "/"));
+                    outbound::get(upstream, path)
+                })
+                .collect();
+            let statuses: Vec<String> = outbound::send_all(&requests)
+                .into_iter()
+                .map(|r| match r {
+                    Ok(resp) => resp.status.to_string(),
+                    Err(e) => format!("error: {e}"),
+                })
+                .collect();
+            changes = changes.set_header("x-fetched", &statuses.join(";"));
+        }
+        if let Some(name) = &c.metric {
+            metrics::counter_add(name, 1, &[("route", &request.route)]);
+        }
         RequestAction::Continue(changes)
     }
 
     fn on_response(&self, response: &Response) -> ResponseChanges {
-        ResponseChanges::new()
+        let mut changes = ResponseChanges::new();
+        if let Some(body) = &response.body {
+            changes = changes.set_header("x-response-bytes", &body.len().to_string());
+        }
+        changes
             .set_header(
                 "x-chain-response",
                 &appended(response.header("x-chain-response"), &self.0.tag),

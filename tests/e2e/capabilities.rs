@@ -1,0 +1,104 @@
+//! Host capabilities a plugin imports: the shared kv store, outbound HTTP,
+//! metrics; through the gateway and through the SDK harness.
+
+use crate::support::{built_plugin, get_client, TestGateway};
+use serde_json::json;
+use wasmgate_plugin_sdk::harness::{
+    request, Harness, MetricUpdate, OutboundResponse, RequestAction,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_increments_are_exact_across_concurrent_requests() {
+    let gw = TestGateway::start(
+        "routes:\n  - name: r\n    upstream: a\n    plugins: [{ name: probe, config: { tag: k, kv_count: hits } }]\n",
+    )
+    .await;
+    let url = gw.url("/");
+    let replies = futures::future::join_all((0..50).map(|_| {
+        let url = url.clone();
+        async move { get_client().get(&url, &[]).await }
+    }))
+    .await;
+    let mut counts: Vec<u64> = replies
+        .iter()
+        .map(|r| r.upstream_header("x-count").unwrap().parse().unwrap())
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        (1..=50).collect::<Vec<u64>>(),
+        "every increment seen exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_calls_go_to_configured_upstreams_concurrently() {
+    let gw = TestGateway::start(
+        "routes:\n  - name: r\n    upstream: a\n    plugins: [{ name: probe, config: { tag: o, fetch: ['b:/profile', 'dead:/x', 'nowhere:/'] } }]\n",
+    )
+    .await;
+    let reply = get_client().get(&gw.url("/"), &[]).await;
+    let fetched = reply.upstream_header("x-fetched").unwrap();
+    let parts: Vec<&str> = fetched.split(';').collect();
+    assert_eq!(parts[0], "200");
+    assert!(parts[1].starts_with("error: upstream `dead`"), "{fetched}");
+    assert_eq!(parts[2], "error: unknown upstream `nowhere`");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_faults_are_counted_by_plugin_and_kind() {
+    let gw = TestGateway::start(
+        "routes:\n  - name: r\n    upstream: a\n    plugins: [{ name: probe, config: { tag: t, fault: trap } }]\n",
+    )
+    .await;
+    let counter = wasmgate::metrics::metrics()
+        .plugin_faults
+        .with_label_values(&["probe", "trap"]);
+    let before = counter.get();
+    assert_eq!(get_client().get(&gw.url("/"), &[]).await.status, 500);
+    assert!(counter.get() > before);
+}
+
+#[test]
+fn the_harness_fakes_upstreams_and_captures_metrics_and_kv() {
+    let plugin = Harness::load(
+        built_plugin("probe.wasm"),
+        json!({"tag": "h", "fetch": ["users:/u/1", "other:/"], "metric": "seen", "kv_count": "n"}),
+    )
+    .unwrap();
+    plugin.fake_upstream("users", |req| {
+        assert_eq!(req.path_and_query, "/u/1");
+        Ok(OutboundResponse {
+            status: 201,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        })
+    });
+    plugin.kv_set("n", b"41");
+    let RequestAction::Continue(changes) = plugin.on_request(request("GET", "/")).unwrap() else {
+        panic!("expected continue")
+    };
+    let header = |name: &str| {
+        changes
+            .headers
+            .set
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("x-fetched").as_deref(),
+        Some("201;error: unknown upstream `other`")
+    );
+    assert_eq!(header("x-count").as_deref(), Some("42"));
+    assert_eq!(plugin.kv_entries()["n"], b"42");
+    assert_eq!(plugin.outbound_requests().len(), 2);
+    assert_eq!(
+        plugin.metrics(),
+        vec![MetricUpdate::Counter {
+            name: "seen".into(),
+            value: 1,
+            labels: vec![("route".into(), "test-route".into())]
+        }]
+    );
+}
