@@ -8,8 +8,9 @@ WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/plugin
 PLUGIN_DIR := target/plugins
 TEST_PLUGIN_DIR := target/test-plugins
 
-# Built-in plugins: crate name → file name in $(PLUGIN_DIR).
-BUILTIN := headers api-key
+# Built-in plugins: every crate under plugins/ (package `plugin-<dir>`),
+# installed as $(PLUGIN_DIR)/<dir>.wasm.
+BUILTIN := $(notdir $(wildcard plugins/*))
 
 .PHONY: demo test plugins wasm-target lint bench clean-plugins
 

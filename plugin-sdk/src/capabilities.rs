@@ -83,6 +83,17 @@ pub mod kv {
     pub fn delete(key: &str) -> Result<(), String> {
         raw::delete(key)
     }
+
+    /// Atomically replaces the value if it equals `expected` (`None`: absent);
+    /// returns whether it did. Loop on `false` to build exact shared state.
+    pub fn compare_and_swap(
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, String> {
+        raw::compare_and_swap(key, expected, new, ms(ttl))
+    }
 }
 
 /// HTTP calls to upstreams named in the gateway config.

@@ -66,7 +66,7 @@ async fn plugin_swap_under_concurrent_load_loses_no_request() {
         "of {} requests",
         total.load(Ordering::Relaxed)
     );
-    assert!(total.load(Ordering::Relaxed) > 100);
+    assert!(total.load(Ordering::Relaxed) > 50, "traffic kept flowing");
     let after = get_client().get(&url, &[]).await;
     assert_eq!(after.header("x-probe-version"), Some("2"));
 }

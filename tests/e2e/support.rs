@@ -31,6 +31,19 @@ pub fn built_plugin(file: &str) -> PathBuf {
     panic!("{file} not built: run `make plugins` (or `make test`) first");
 }
 
+/// Names of every built-in plugin `make plugins` built.
+pub fn builtin_plugins() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}: run `make plugins` first", dir.display()));
+    entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            (path.extension()? == "wasm").then(|| path.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect()
+}
+
 /// Starts an echo upstream named `name` on a free port.
 pub async fn echo_upstream(name: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -51,9 +64,9 @@ pub fn install_plugin(plugins_dir: &Path, source_file: &str, name: &str) {
 
 impl TestGateway {
     /// Starts a gateway whose config is `routes_yaml` (the `routes:` and
-    /// anything after it). Upstreams `a` and `b` are echo servers; `dead`
-    /// points at a closed port. Plugins `probe`, `headers` and `api-key` are
-    /// installed.
+    /// anything after it). Upstreams `a` and `b` are echo servers; `slow` is
+    /// `a` with a 300 ms timeout; `dead` points at a closed port. The test
+    /// plugin `probe` and every built-in plugin are installed.
     pub async fn start(routes_yaml: &str) -> TestGateway {
         Self::start_with(routes_yaml, "").await
     }
@@ -64,8 +77,9 @@ impl TestGateway {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         install_plugin(&plugins, "probe.wasm", "probe");
-        install_plugin(&plugins, "headers.wasm", "headers");
-        install_plugin(&plugins, "api-key.wasm", "api-key");
+        for builtin in builtin_plugins() {
+            install_plugin(&plugins, &format!("{builtin}.wasm"), &builtin);
+        }
         let (a, ta) = echo_upstream("a").await;
         let (b, tb) = echo_upstream("b").await;
         let dead = {

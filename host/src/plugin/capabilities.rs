@@ -25,6 +25,13 @@ pub trait KvStore: Send + Sync {
         ttl: Option<Duration>,
     ) -> BoxFuture<'_, Result<i64, String>>;
     fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), String>>;
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'_, Result<bool, String>>;
 }
 
 /// Sends plugin-initiated HTTP requests to named upstreams.
@@ -133,6 +140,34 @@ impl MemoryKv {
     }
 }
 
+impl MemoryKv {
+    fn compare_and_swap_now(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> bool {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("kv lock");
+        let current = entries
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.as_slice());
+        if current != expected {
+            return false;
+        }
+        entries.insert(
+            key.to_string(),
+            KvEntry {
+                value: new,
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        true
+    }
+}
+
 impl KvStore for MemoryKv {
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Vec<u8>>, String>> {
         let value = self.get_now(key);
@@ -163,6 +198,17 @@ impl KvStore for MemoryKv {
         self.entries.lock().expect("kv lock").remove(key);
         Box::pin(async { Ok(()) })
     }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'_, Result<bool, String>> {
+        let swapped = self.compare_and_swap_now(key, expected.as_deref(), new, ttl);
+        Box::pin(async move { Ok(swapped) })
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +226,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(kv.get_now("a"), None);
         assert_eq!(kv.increment_now("a", 1, None), Ok(1));
+    }
+
+    #[test]
+    fn compare_and_swap_only_replaces_the_expected_value() {
+        let kv = MemoryKv::default();
+        assert!(kv.compare_and_swap_now("k", None, b"1".to_vec(), None));
+        assert!(!kv.compare_and_swap_now("k", None, b"2".to_vec(), None));
+        assert!(!kv.compare_and_swap_now("k", Some(b"0"), b"2".to_vec(), None));
+        assert!(kv.compare_and_swap_now("k", Some(b"1"), b"2".to_vec(), None));
+        assert_eq!(kv.get_now("k"), Some(b"2".to_vec()));
     }
 
     #[test]

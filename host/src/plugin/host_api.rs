@@ -77,6 +77,20 @@ impl kv::Host for PluginState {
         let key = self.kv_key(&key);
         self.services.kv.delete(&key).await
     }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, String> {
+        let key = self.kv_key(&key);
+        self.services
+            .kv
+            .compare_and_swap(&key, expected, new, ttl(ttl_ms))
+            .await
+    }
 }
 
 impl outbound::Host for PluginState {
