@@ -166,6 +166,8 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    builtin_plugins(c, &rt, &runtime);
+
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     for (dir, name) in [("plugins", "headers"), ("plugins", "api-key")] {
@@ -173,6 +175,61 @@ fn benches(c: &mut Criterion) {
         let bytes = std::fs::read(&file).unwrap();
         group.bench_function(BenchmarkId::new(name, bytes.len()), |b| {
             b.iter(|| runtime.compile(name, &file, &bytes).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// One warm call per built-in plugin, with the typical case its crate keeps
+/// in `plugins/<name>/bench.json` (`{"config": .., "request": ..}`).
+fn builtin_plugins(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<PluginRuntime>) {
+    let plugins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut cases: Vec<(String, serde_json::Value)> = std::fs::read_dir(&plugins)
+        .unwrap()
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let case = std::fs::read_to_string(dir.join("bench.json")).ok()?;
+            Some((
+                dir.file_name()?.to_str()?.to_string(),
+                serde_json::from_str(&case).expect("bench.json is JSON"),
+            ))
+        })
+        .collect();
+    cases.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut group = c.benchmark_group("builtin_plugin");
+    for (name, case) in cases {
+        let file = plugin_file("plugins", &name);
+        let pool = pool(
+            rt,
+            runtime,
+            file,
+            &case["config"].to_string(),
+            PluginLimits::default(),
+        );
+        let r = &case["request"];
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let req = Request {
+            method: text(&r["method"]).unwrap_or_else(|| "GET".into()),
+            path: text(&r["path"]).unwrap_or_else(|| "/".into()),
+            query: text(&r["query"]),
+            headers: r["headers"]
+                .as_array()
+                .map(|hs| {
+                    hs.iter()
+                        .filter_map(|h| Some((text(&h[0])?, text(&h[1])?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            body: text(&r["body"]).map(String::into_bytes),
+            client_addr: "127.0.0.1:50000".into(),
+            route: "bench".into(),
+        };
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter(|| async {
+                pool.on_request(&req, &mut RequestContext::new())
+                    .await
+                    .unwrap()
+            })
         });
     }
     group.finish();

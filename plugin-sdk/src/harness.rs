@@ -205,25 +205,31 @@ impl Harness {
     /// Runs the request hook with `context` (read and updated, as in a chain).
     pub fn on_request_with(
         &self,
-        request: Request,
+        mut request: Request,
         context: &mut RequestContext,
     ) -> Result<RequestAction, PluginFault> {
-        self.tokio.block_on(self.pool.on_request(&request, context))
+        self.tokio
+            .block_on(self.pool.on_request(&mut request, context))
     }
 
     /// Runs the response hook with `context`.
     pub fn on_response_with(
         &self,
-        response: Response,
+        mut response: Response,
         context: &mut RequestContext,
     ) -> Result<ResponseChanges, PluginFault> {
         self.tokio
-            .block_on(self.pool.on_response(&response, context))
+            .block_on(self.pool.on_response(&mut response, context))
     }
 
     /// Runs the response hook with an empty context.
     pub fn on_response(&self, response: Response) -> Result<ResponseChanges, PluginFault> {
         self.on_response_with(response, &mut RequestContext::new())
+    }
+
+    /// The header names the plugin declared it reads (`None`: all).
+    pub fn header_interest(&self) -> Option<&[String]> {
+        self.pool.header_interest()
     }
 
     /// Seeds a kv entry, as the plugin would see it under `key`.

@@ -88,6 +88,13 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     fn on_response(&self, _response: &Response) -> ResponseChanges {
         ResponseChanges::new()
     }
+
+    /// The header names this plugin reads (any case); the host then copies
+    /// only those into each call, which is much cheaper than all of them.
+    /// `None` (the default): every header.
+    fn header_interest(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Glue between [`Plugin`] and the generated export trait; used by [`export_plugin!`].
@@ -136,6 +143,9 @@ macro_rules! export_plugin {
                 }
                 fn on_response(response: $crate::Response) -> $crate::ResponseChanges {
                     $crate::Plugin::on_response($crate::__private::get(&PLUGIN), &response)
+                }
+                fn header_interest() -> Option<Vec<String>> {
+                    $crate::Plugin::header_interest($crate::__private::get(&PLUGIN))
                 }
             }
     $crate::bindings::export_raw!(Export with_types_in $crate::bindings);

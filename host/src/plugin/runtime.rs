@@ -162,14 +162,24 @@ impl PluginRuntime {
                 wants_response: false,
                 wants_response_body: false,
             },
+            header_interest: None,
             idle: Mutex::new(Vec::new()),
         };
-        let (first, info) = pool.fresh().await.map_err(|fault| PluginError::Init {
+        let init_failed = |fault: PluginFault| PluginError::Init {
             plugin: pool.compiled.name.to_string(),
             route: route.to_string(),
             message: fault.to_string(),
-        })?;
+        };
+        let (mut first, info) = pool.fresh().await.map_err(init_failed)?;
+        let interest = first
+            .plugin
+            .wasmgate_plugin_handler()
+            .call_header_interest(&mut first.store)
+            .await
+            .map_err(|e| init_failed(classify(e, first.store.data().memory.exceeded, limits)))?;
         pool.info = info;
+        pool.header_interest =
+            interest.map(|names| names.into_iter().map(|n| n.to_ascii_lowercase()).collect());
         pool.idle.lock().expect("pool lock").push(first);
         Ok(pool)
     }
@@ -225,6 +235,8 @@ pub struct PluginPool {
     limits: PluginLimits,
     services: HostServices,
     info: PluginInfo,
+    /// Lower-case names of the headers the plugin reads; `None`: all.
+    header_interest: Option<Vec<String>>,
     idle: Mutex<Vec<Instance>>,
 }
 
@@ -244,40 +256,68 @@ impl PluginPool {
         &self.info
     }
 
+    /// The headers the plugin reads (lower-case); `None`: all of them.
+    pub fn header_interest(&self) -> Option<&[String]> {
+        self.header_interest.as_deref()
+    }
+
     /// Runs the request hook with `context` as the request's shared context.
+    /// The plugin sees only the headers it declared interest in; `request`
+    /// is left as it was.
     pub async fn on_request(
         &self,
-        request: &Request,
+        request: &mut Request,
         context: &mut RequestContext,
     ) -> Result<RequestAction, PluginFault> {
         let mut instance = self.checkout().await?;
+        let all_headers = self.narrow_headers(&mut request.headers);
         let result = self
             .call(&mut instance, context, async |plugin, store| {
                 plugin
                     .wasmgate_plugin_handler()
-                    .call_on_request(store, request)
+                    .call_on_request(store, &*request)
                     .await
             })
             .await;
+        if let Some(all) = all_headers {
+            request.headers = all;
+        }
         self.checkin(instance, result)
     }
 
-    /// Runs the response hook with `context` as the request's shared context.
+    /// Runs the response hook with `context` as the request's shared context;
+    /// headers are narrowed as for [`PluginPool::on_request`].
     pub async fn on_response(
         &self,
-        response: &Response,
+        response: &mut Response,
         context: &mut RequestContext,
     ) -> Result<ResponseChanges, PluginFault> {
         let mut instance = self.checkout().await?;
+        let all_headers = self.narrow_headers(&mut response.headers);
         let result = self
             .call(&mut instance, context, async |plugin, store| {
                 plugin
                     .wasmgate_plugin_handler()
-                    .call_on_response(store, response)
+                    .call_on_response(store, &*response)
                     .await
             })
             .await;
+        if let Some(all) = all_headers {
+            response.headers = all;
+        }
         self.checkin(instance, result)
+    }
+
+    /// Replaces `headers` with only those the plugin reads, returning the full
+    /// set to put back after the call; `None` when the plugin reads them all.
+    fn narrow_headers(&self, headers: &mut Vec<(String, String)>) -> Option<Vec<(String, String)>> {
+        let interest = self.header_interest.as_ref()?;
+        let narrowed = headers
+            .iter()
+            .filter(|(name, _)| interest.iter().any(|i| i == name))
+            .cloned()
+            .collect();
+        Some(std::mem::replace(headers, narrowed))
     }
 
     /// Moves the context into the store, runs `f` under the call deadline,

@@ -115,6 +115,10 @@ impl Plugin for ApiKey {
         })
     }
 
+    fn header_interest(&self) -> Option<Vec<String>> {
+        Some(vec![self.header.clone()])
+    }
+
     fn on_request(&self, request: &Request) -> RequestAction {
         let from_header = request.header(&self.header);
         let from_query = self.key_from_query(request.query.as_deref());

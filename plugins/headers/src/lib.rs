@@ -122,6 +122,17 @@ impl Plugin for Headers {
         }
     }
 
+    /// Only renames read values; everything else is a blind edit.
+    fn header_interest(&self) -> Option<Vec<String>> {
+        let renamed = self
+            .0
+            .request
+            .rename
+            .keys()
+            .chain(self.0.response.rename.keys());
+        Some(renamed.cloned().collect())
+    }
+
     fn on_request(&self, request: &Request) -> RequestAction {
         let mut changes = RequestChanges::new();
         changes.headers = self.0.request.changes(&request.headers);

@@ -99,3 +99,9 @@ fn unknown_config_field_is_refused_at_load() {
         .expect("refused");
     assert!(err.to_string().contains("unknown field `requets`"), "{err}");
 }
+
+#[test]
+fn reads_only_the_headers_it_renames() {
+    let plugin = load(json!({"request": {"rename": {"X-Old": "x-new"}, "add": {"a": "b"}}}));
+    assert_eq!(plugin.header_interest(), Some(&["x-old".to_string()][..]));
+}
