@@ -17,7 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+/// Plugin instances that may exist at once across all pools (warm and in
+/// flight); instantiating beyond it fails that request, not the gateway.
+const MAX_INSTANCES: u32 = 1000;
 
 /// How often the epoch ticks; call deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -70,6 +74,18 @@ impl PluginRuntime {
     pub fn new(services: HostServices) -> Result<Self, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // The pooling allocator reuses memories, tables and — what matters
+        // most per call — async fiber stacks, instead of mapping fresh ones.
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(MAX_INSTANCES)
+            .total_core_instances(MAX_INSTANCES * 4)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(MAX_INSTANCES * 4)
+            .total_stacks(MAX_INSTANCES)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
