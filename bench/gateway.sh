@@ -5,6 +5,7 @@
 #
 #   bench/gateway.sh            # full run: 3 rounds × 10 s per case
 #   bench/gateway.sh --smoke    # 1 round × 1 s per case (checks the script works)
+#   SKIP_BUILD=1 bench/gateway.sh   # use the binary and plugins already built
 #
 # Prints a Markdown table with req/s, p50, p99 and ratios against the upstream.
 set -euo pipefail
@@ -16,8 +17,10 @@ THREADS=2 CONNECTIONS=32
 GATEWAY_PORT=18080 UPSTREAM_PORT=19001
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-make -s plugins >/dev/null
-cargo build -q --release -p wasmgate
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+  make -s plugins >/dev/null || { echo "make plugins failed" >&2; exit 1; }
+  cargo build -q --release -p wasmgate
+fi
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
