@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 /// How long the watcher waits for a burst of file events to settle.
-const SETTLE: Duration = Duration::from_millis(50);
+const SETTLE: Duration = Duration::from_millis(25);
 
 /// The outcome of one reload attempt, kept for operators (and tests).
 #[derive(Debug, Clone)]
@@ -31,6 +31,9 @@ pub struct ReloadEvent {
 pub struct Changes {
     pub config: bool,
     pub plugins: BTreeSet<String>,
+    /// When the first file event of this change arrived, to report how long
+    /// the new version took to serve.
+    pub noticed_at: Option<std::time::Instant>,
 }
 
 impl Changes {
@@ -145,7 +148,11 @@ impl Reloader {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
-                self.record(true, format!("now serving {what}"));
+                let after = changes
+                    .noticed_at
+                    .map(|t| format!(" ({} ms after the change)", t.elapsed().as_millis()))
+                    .unwrap_or_default();
+                self.record(true, format!("now serving {what}{after}"));
             }
             Err(e) => self.record(false, e.to_string()),
         }
@@ -176,7 +183,10 @@ pub fn watch(
     }
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let mut changes = Changes::default();
+            let mut changes = Changes {
+                noticed_at: Some(std::time::Instant::now()),
+                ..Changes::default()
+            };
             classify(&first, &config_path, &plugin_dir, &mut changes);
             // Let a burst (write, close, rename) settle into one reload.
             while let Ok(Some(event)) = tokio::time::timeout(SETTLE, rx.recv()).await {

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# wasmgate against nginx and the bare upstream, on 127.0.0.1, measured with
+# wrk in interleaved rounds so machine drift hits every case alike.
+#
+#   bench/run.sh                  # full run: 3 rounds × 10 s per case
+#   bench/run.sh --smoke          # 1 round × 1 s per case: checks the script works (run by `make test`)
+#   SKIP_BUILD=1 bench/run.sh     # use the binaries and plugins already built
+#
+# Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy,
+# (3) wasmgate without plugins, (4) one trivial plugin, (5) a realistic chain,
+# (6) the same chain while one of its plugin files is replaced 20 times.
+# Prints a Markdown table, the ratios, run 6's failures and longest stall,
+# the reload latencies the gateway logged, and the gateway's peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=3 DURATION=10
+if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
+THREADS=2 CONNECTIONS=32
+UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need nginx nginx
+need openssl openssl
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+  make -s plugins >/dev/null
+  cargo build -q --release -p wasmgate
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Plugins for this run live in their own dir, so run 6 can replace files.
+mkdir -p "$work/plugins"
+cp target/plugins/*.wasm "$work/plugins/"
+cp target/test-plugins/probe.wasm "$work/plugins/"
+
+# The realistic chain needs every one of its plugins; without them, cases 5–6 are skipped.
+chain_plugins=(jwt-auth rate-limit transform headers)
+have_chain=1
+for p in "${chain_plugins[@]}"; do [[ -f "$work/plugins/$p.wasm" ]] || have_chain=0; done
+
+# An RS256 token signed with a key made for this run.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.key" 2>/dev/null
+openssl pkey -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+jwt_header=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+jwt_claims=$(printf '{"sub":"bench-user","iss":"bench","aud":"api","exp":%d}' $(( $(date +%s) + 3600 )) | b64url)
+jwt_sig=$(printf '%s.%s' "$jwt_header" "$jwt_claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | b64url)
+TOKEN="$jwt_header.$jwt_claims.$jwt_sig"
+pub_pem_json=$(awk 'BEGIN { ORS = "\\n" } { print }' "$work/jwt.pub")
+
+cat > "$work/gateway.yaml" <<YAML
+listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
+plugins: { dir: $work/plugins }
+upstreams:
+  echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
+routes:
+  - name: bare
+    match: { path_prefix: /bare }
+    upstream: echo
+  - name: trivial
+    match: { path_prefix: /trivial }
+    upstream: echo
+    plugins: [{ name: probe, config: { noop: true } }]
+YAML
+if [[ $have_chain == 1 ]]; then
+cat >> "$work/gateway.yaml" <<YAML
+  - name: chain
+    match: { path_prefix: /chain }
+    upstream: echo
+    plugins:
+      - name: jwt-auth
+        config: { algorithms: [RS256], public_key_pem: "$pub_pem_json", issuer: bench, audience: api, claims_to_headers: { sub: x-user-id } }
+      - name: rate-limit
+        config: { rate: 100000000, period: 1s, burst: 100000000, key: { source: route } }
+      - name: transform
+        config: { request: { headers: { set: { x-user: "\${ctx.sub}" } } } }
+      - name: headers
+        config: { request: { add: { x-gateway: wasmgate } }, response: { add: { x-served-by: wasmgate } } }
+YAML
+fi
+
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream echo { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://echo;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+
+# The upstream: wasmgate's echo server, alone (no routes are served by it).
+cat > "$work/upstream.yaml" <<YAML
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
+YAML
+RUST_LOG=warn ./target/release/wasmgate demo --config "$work/upstream.yaml" 2>"$work/upstream.log" &
+pids+=($!)
+RUST_LOG=info ./target/release/wasmgate run --config "$work/gateway.yaml" 2>"$work/gateway.log" &
+gateway_pid=$!
+pids+=($gateway_pid)
+nginx -c "$work/nginx.conf" -p "$work"
+pids+=("$(cat "$work/nginx.pid" 2>/dev/null || true)")
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null && break
+  sleep 0.1
+done
+nginx_pid=$(cat "$work/nginx.pid")
+pids+=("$nginx_pid")
+
+cases=(upstream nginx gateway-0 gateway-1)
+[[ $have_chain == 1 ]] && cases+=(chain chain-reload)
+url() {
+  case $1 in
+    upstream) echo "http://127.0.0.1:$UPSTREAM_PORT/bare" ;;
+    nginx) echo "http://127.0.0.1:$NGINX_PORT/bare" ;;
+    gateway-0) echo "http://127.0.0.1:$GATEWAY_PORT/bare" ;;
+    gateway-1) echo "http://127.0.0.1:$GATEWAY_PORT/trivial" ;;
+    chain | chain-reload) echo "http://127.0.0.1:$GATEWAY_PORT/chain" ;;
+  esac
+}
+if [[ $have_chain == 1 ]]; then
+  status=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$(url chain)")
+  [[ $status == 200 ]] || { echo "the realistic chain answered $status, not 200:" >&2; tail -5 "$work/gateway.log" >&2; exit 1; }
+fi
+
+to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+# Replaces transform.wasm 20 times during run 6: each copy differs (an
+# appended custom section), written aside and renamed into place.
+reload_loop() {
+  local src="$work/transform.orig"
+  cp "$work/plugins/transform.wasm" "$src"
+  for i in $(seq 20); do
+    sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 22 }')"
+    { cat "$src"; printf '\x00\x0a\x05bench%04d' "$i"; } > "$work/plugins/.transform.tmp"
+    mv -f "$work/plugins/.transform.tmp" "$work/plugins/transform.wasm"
+  done
+}
+
+declare -A rps p50 p99 maxlat bad
+for round in $(seq "$ROUNDS"); do
+  for c in "${cases[@]}"; do
+    loader=""
+    if [[ $c == chain-reload ]]; then reload_loop & loader=$!; fi
+    out=$(wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H "authorization: Bearer $TOKEN" "$(url "$c")")
+    [[ -n $loader ]] && wait "$loader"
+    rps[$c]="${rps[$c]:-} $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+    p50[$c]="${p50[$c]:-} $(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
+    p99[$c]="${p99[$c]:-} $(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
+    maxlat[$c]="${maxlat[$c]:-} $(to_ms "$(awk '$1 == "Latency" { print $4 }' <<<"$out")")"
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' <<<"$out")
+    sockerr=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' <<<"$out")
+    bad[$c]=$(( ${bad[$c]:-0} + ${non2xx:-0} + ${sockerr:-0} ))
+  done
+done
+
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+max() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+declare -A med
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds (median), $(nproc) cores, $(date -u +%F)"
+echo
+echo "| case | req/s | p50 ms | p99 ms | non-2xx + socket errors |"
+echo "|---|---|---|---|---|"
+for c in "${cases[@]}"; do
+  med[$c]=$(median "${rps[$c]}")
+  printf '| %s | %.0f | %s | %s | %s |\n' "$c" "${med[$c]}" "$(median "${p50[$c]}")" "$(median "${p99[$c]}")" "${bad[$c]}"
+done
+echo
+echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]}" "${med[nginx]}"), p99 gateway-0 / nginx = $(ratio "$(median "${p99[gateway-0]}")" "$(median "${p99[nginx]}")")"
+echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]}" "${med[gateway-0]}")"
+echo "gateway-0 / upstream = $(ratio "${med[gateway-0]}" "${med[upstream]}")"
+if [[ $have_chain == 1 ]]; then
+  echo "chain / gateway-0 = $(ratio "${med[chain]}" "${med[gateway-0]}")"
+  echo "chain-reload: ${bad[chain-reload]} failed requests, longest request $(max "${maxlat[chain-reload]}") ms"
+  echo "reload latency (file event → new version serving), ms: $(grep -o '([0-9]* ms after the change)' "$work/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
+  failed_reloads=$(grep -c 'reload failed' "$work/gateway.log" || true)
+  echo "failed reloads: $failed_reloads"
+else
+  echo "chain cases skipped: not all of ${chain_plugins[*]} are built"
+fi
+echo "gateway peak RSS: $(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$gateway_pid/status")"
+for c in upstream nginx gateway-0 gateway-1; do
+  [[ ${bad[$c]} == 0 ]] || { echo "$c had ${bad[$c]} failed requests" >&2; exit 1; }
+done
