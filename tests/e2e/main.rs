@@ -10,3 +10,4 @@ mod protocol;
 mod reload;
 mod routing;
 mod support;
+mod transform;
