@@ -165,6 +165,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     builtin_plugins(c, &rt, &runtime);
+    full_chain(c, &rt, &runtime);
 
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
@@ -225,6 +226,64 @@ fn builtin_plugins(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Ar
         group.bench_function(name, |b| time_calls(b, rt, &pool, &req));
     }
     group.finish();
+}
+
+/// The whole plugin phase of a route on an in-memory request: api-key then
+/// headers, request hooks in order and response hooks in reverse.
+fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<PluginRuntime>) {
+    use wasmgate::chain::{Chain, RequestOutcome, Step};
+    use wasmgate::config::OnError;
+    let step = |name: &str, config: &str| Step {
+        pool: Arc::new(pool(
+            rt,
+            runtime,
+            plugin_file("plugins", name),
+            config,
+            PluginLimits::default(),
+        )),
+        on_error: OnError::FailClosed,
+    };
+    let chain = Chain::new(vec![
+        step(
+            "api-key",
+            r#"{"keys": [{"key": "bench-key-0001", "consumer": "bench"}]}"#,
+        ),
+        step(
+            "headers",
+            r#"{"request": {"add": {"x-gateway": "wasmgate"}}, "response": {"add": {"x-served-by": "wasmgate"}}}"#,
+        ),
+    ]);
+    let mut req = request(10);
+    req.headers
+        .push(("x-api-key".into(), "bench-key-0001".into()));
+    let response = wasmgate::plugin::bindings::Response {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: None,
+    };
+    c.bench_function("chain/api-key+headers/request+response", |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let (chain, req, response) = (&chain, req.clone(), response.clone());
+            async move {
+                let started = std::time::Instant::now();
+                for _ in 0..iters {
+                    let mut req = req.clone();
+                    let mut context = RequestContext::new();
+                    let RequestOutcome::Forward { ran } =
+                        chain.on_request(&mut req, &mut context).await
+                    else {
+                        panic!("the chain lets a valid key through")
+                    };
+                    let mut response = response.clone();
+                    chain
+                        .on_response(ran, "bench", &mut response, &mut context)
+                        .await
+                        .unwrap();
+                }
+                started.elapsed()
+            }
+        })
+    });
 }
 
 criterion_group!(plugin_call, benches);
