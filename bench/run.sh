@@ -28,6 +28,7 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
   cargo build -q --release -p wasmgate
 fi
 
+WASMGATE="${CARGO_TARGET_DIR:-target}/release/wasmgate"
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -110,9 +111,9 @@ cat > "$work/upstream.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:0 }]
 upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
 YAML
-RUST_LOG=warn ./target/release/wasmgate demo --config "$work/upstream.yaml" 2>"$work/upstream.log" &
+RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>"$work/upstream.log" &
 pids+=($!)
-RUST_LOG=info ./target/release/wasmgate run --config "$work/gateway.yaml" 2>"$work/gateway.log" &
+RUST_LOG=info "$WASMGATE" run --config "$work/gateway.yaml" 2>"$work/gateway.log" &
 gateway_pid=$!
 pids+=($gateway_pid)
 nginx -c "$work/nginx.conf" -p "$work"
