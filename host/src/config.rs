@@ -32,6 +32,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Where clients connect.
     pub listeners: Vec<ListenerConfig>,
+    /// The operators' listener: metrics, health, routes and plugin status.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Where plugins come from and the limits every plugin call runs under.
     #[serde(default)]
     pub plugins: PluginSettings,
@@ -51,6 +54,14 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// `ip:port` to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
+    pub address: SocketAddr,
+}
+
+/// The admin listener; keep it on a private address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ip:port` to bind, e.g. `127.0.0.1:9901`.
     pub address: SocketAddr,
 }
 

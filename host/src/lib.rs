@@ -11,6 +11,7 @@
 //!
 //! Run `examples/quickstart/wasmgate.yaml` with `make demo`; embed with [`start`].
 
+pub mod admin;
 pub mod body;
 pub mod catalog;
 pub mod chain;
@@ -92,6 +93,8 @@ pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
 pub struct RunningGateway {
     /// The bound address of each listener, in config order.
     pub addresses: Vec<SocketAddr>,
+    /// The bound admin address, if the config has an admin listener.
+    pub admin_address: Option<SocketAddr>,
     reloader: Arc<Reloader>,
     tasks: Vec<JoinHandle<()>>,
     _watcher: notify::RecommendedWatcher,
@@ -147,6 +150,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         .collect();
 
     let plugin_dir = config.plugin_dir();
+    let admin = config.admin.clone();
     let reloader = Arc::new(Reloader::new(
         config_path.to_path_buf(),
         runtime,
@@ -159,12 +163,32 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
             path: plugin_dir.clone(),
             source,
         })?;
-    let tasks = listeners
+    let mut tasks: Vec<JoinHandle<()>> = listeners
         .into_iter()
         .map(|l| tokio::spawn(server::serve(l, shared.clone())))
         .collect();
+    let admin_address = match &admin {
+        Some(admin) => {
+            let listener =
+                tokio::net::TcpListener::bind(admin.address)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        address: admin.address,
+                        source,
+                    })?;
+            let address = listener.local_addr().ok();
+            tasks.push(tokio::spawn(admin::serve(
+                listener,
+                shared.clone(),
+                reloader.clone(),
+            )));
+            address
+        }
+        None => None,
+    };
     Ok(RunningGateway {
         addresses,
+        admin_address,
         reloader,
         tasks,
         _watcher: watcher,

@@ -106,6 +106,9 @@ async fn run(config: &Path) -> anyhow::Result<()> {
     for address in &gateway.addresses {
         tracing::info!("wasmgate listening on http://{address}");
     }
+    if let Some(address) = gateway.admin_address {
+        tracing::info!("admin API on http://{address} (/metrics, /healthz, /readyz, /admin/routes, /admin/plugins)");
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for ctrl-c")?;

@@ -49,6 +49,8 @@ pub struct Reloader {
     shared: Arc<Shared>,
     current: tokio::sync::Mutex<(Arc<Config>, PluginCatalog)>,
     events: Mutex<Vec<ReloadEvent>>,
+    /// The last reload error of each plugin whose newest file is not serving.
+    plugin_errors: Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Reloader {
@@ -66,7 +68,26 @@ impl Reloader {
             shared,
             current: tokio::sync::Mutex::new((config, catalog)),
             events: Mutex::new(Vec::new()),
+            plugin_errors: Mutex::default(),
         }
+    }
+
+    /// The serving catalog (for the admin API).
+    pub async fn catalog(&self) -> PluginCatalog {
+        self.current.lock().await.1.clone()
+    }
+
+    /// Plugins whose newest file failed to load, with the reason.
+    pub fn plugin_errors(&self) -> std::collections::HashMap<String, String> {
+        self.plugin_errors.lock().expect("errors lock").clone()
+    }
+
+    fn plugin_error(&self, name: &str, error: Option<String>) {
+        let mut errors = self.plugin_errors.lock().expect("errors lock");
+        match error {
+            Some(e) => errors.insert(name.to_string(), e),
+            None => errors.remove(name),
+        };
     }
 
     /// Every reload attempt so far, oldest first.
@@ -128,7 +149,10 @@ impl Reloader {
             match catalog.load(&self.runtime, &dir, name).await {
                 Ok(true) => changed.push(name),
                 Ok(false) => {}
-                Err(e) => self.record(false, e.to_string()),
+                Err(e) => {
+                    self.plugin_error(name, Some(e.to_string()));
+                    self.record(false, e.to_string());
+                }
             }
         }
         if !changes.config && changed.is_empty() {
@@ -139,6 +163,9 @@ impl Reloader {
                 self.shared.upstreams.publish(gateway.upstreams.clone());
                 self.shared.gateway.store(Arc::new(gateway));
                 *current = (config, catalog);
+                for name in &changed {
+                    self.plugin_error(name, None);
+                }
                 let what = if changes.config {
                     format!("config {}", self.config_path.display())
                 } else {
@@ -154,7 +181,12 @@ impl Reloader {
                     .unwrap_or_default();
                 self.record(true, format!("now serving {what}{after}"));
             }
-            Err(e) => self.record(false, e.to_string()),
+            Err(e) => {
+                for name in &changed {
+                    self.plugin_error(name, Some(e.to_string()));
+                }
+                self.record(false, e.to_string());
+            }
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct CompiledPlugin {
     pub size_bytes: usize,
     /// The contract version the plugin was built against.
     pub contract_version: String,
+    /// When this version was compiled (loaded or hot-reloaded).
+    pub loaded_at: std::time::SystemTime,
     pre: PluginPre<PluginState>,
 }
 
@@ -154,6 +156,7 @@ impl PluginRuntime {
             content_hash: content_hash(bytes),
             size_bytes: bytes.len(),
             contract_version,
+            loaded_at: std::time::SystemTime::now(),
             pre,
         })
     }
