@@ -89,6 +89,9 @@ pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
     Ok(Gateway::build(config, &mut catalog, &runtime).await?)
 }
 
+/// How long a graceful shutdown waits for in-flight requests.
+pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A running gateway. Dropping it stops the listeners and the watcher.
 pub struct RunningGateway {
     /// The bound address of each listener, in config order.
@@ -96,7 +99,9 @@ pub struct RunningGateway {
     /// The bound admin address, if the config has an admin listener.
     pub admin_address: Option<SocketAddr>,
     reloader: Arc<Reloader>,
+    listeners: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -105,11 +110,20 @@ impl RunningGateway {
     pub fn reload_events(&self) -> Vec<ReloadEvent> {
         self.reloader.events()
     }
+
+    /// Stops accepting connections and waits until in-flight requests have
+    /// finished (or [`DRAIN_DEADLINE`] has passed).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for listener in std::mem::take(&mut self.listeners) {
+            let _ = listener.await;
+        }
+    }
 }
 
 impl Drop for RunningGateway {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.listeners) {
             task.abort();
         }
     }
@@ -163,10 +177,19 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
             path: plugin_dir.clone(),
             source,
         })?;
-    let mut tasks: Vec<JoinHandle<()>> = listeners
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let listeners = listeners
         .into_iter()
-        .map(|l| tokio::spawn(server::serve(l, shared.clone())))
+        .map(|l| {
+            tokio::spawn(server::serve(
+                l,
+                shared.clone(),
+                stopped.clone(),
+                DRAIN_DEADLINE,
+            ))
+        })
         .collect();
+    let mut tasks = Vec::new();
     let admin_address = match &admin {
         Some(admin) => {
             let listener =
@@ -190,7 +213,9 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         addresses,
         admin_address,
         reloader,
+        listeners,
         tasks,
+        stop,
         _watcher: watcher,
     })
 }

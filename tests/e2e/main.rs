@@ -2,6 +2,7 @@
 //! compiled plugins (`make plugins`), real echo upstreams and a real HTTP
 //! client, and checks what comes back over the wire.
 
+mod admin;
 mod bodies;
 mod capabilities;
 mod chain;

@@ -1,0 +1,125 @@
+//! The admin listener: what an operator (or Prometheus, or a load balancer's
+//! health check) asks the gateway, on its own address.
+//!
+//! - `GET /metrics`: Prometheus text format.
+//! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: a config and its plugins are loaded and serving.
+//! - `GET /admin/routes`: the serving routes as JSON.
+//! - `GET /admin/plugins`: each loaded plugin's hash, size, contract version,
+//!   load time and last reload error, as JSON.
+
+use crate::body::{full, json_error, Body};
+use crate::proxy::Shared;
+use crate::reload::Reloader;
+use http::{Method, Response, StatusCode};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+use tokio::net::TcpListener;
+
+/// Serves the admin API until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reloader: Arc<Reloader>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (shared, reloader) = (shared.clone(), reloader.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let (shared, reloader) = (shared.clone(), reloader.clone());
+                async move {
+                    Ok::<_, Infallible>(
+                        answer(request.method(), request.uri().path(), &shared, &reloader).await,
+                    )
+                }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    method: &Method,
+    path: &str,
+    shared: &Shared,
+    reloader: &Reloader,
+) -> Response<Body> {
+    if method != Method::GET {
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "the admin API is read-only",
+        );
+    }
+    match path {
+        "/metrics" => metrics(),
+        "/healthz" => json(json!({"status": "ok"})),
+        "/readyz" => json(json!({"status": "ready", "routes": shared.gateway.load().routes.len()})),
+        "/admin/routes" => routes(shared),
+        "/admin/plugins" => plugins(reloader).await,
+        _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+    }
+}
+
+fn json(value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(full(value.to_string()))
+        .expect("static response parts are valid")
+}
+
+fn metrics() -> Response<Body> {
+    let families = crate::metrics::metrics().registry.gather();
+    match prometheus::TextEncoder::new().encode_to_string(&families) {
+        Ok(text) => Response::builder()
+            .header(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)
+            .body(full(text))
+            .expect("static response parts are valid"),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "metrics", &e.to_string()),
+    }
+}
+
+fn routes(shared: &Shared) -> Response<Body> {
+    let gateway = shared.gateway.load();
+    let routes: Vec<_> = gateway
+        .config
+        .routes
+        .iter()
+        .map(|r| {
+            let m = &r.matcher;
+            json!({
+                "name": r.name,
+                "match": {"host": m.host, "path": m.path, "path_prefix": m.path_prefix, "methods": m.methods, "headers": m.headers},
+                "upstream": r.upstream,
+                "plugins": r.plugins.iter().map(|p| json!({"name": p.name, "on_error": format!("{:?}", p.on_error)})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json(json!(routes))
+}
+
+async fn plugins(reloader: &Reloader) -> Response<Body> {
+    let catalog = reloader.catalog().await;
+    let errors = reloader.plugin_errors();
+    let mut plugins: Vec<_> = catalog
+        .iter()
+        .map(|(name, p)| {
+            json!({
+                "name": name,
+                "content_hash": format!("{:016x}", p.content_hash),
+                "size_bytes": p.size_bytes,
+                "contract_version": p.contract_version,
+                "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
+                "last_reload_error": errors.get(name.as_str()),
+            })
+        })
+        .collect();
+    plugins.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json(json!(plugins))
+}
