@@ -3,6 +3,7 @@
 //! client, and checks what comes back over the wire.
 
 mod admin;
+mod aggregate;
 mod bodies;
 mod capabilities;
 mod chain;
