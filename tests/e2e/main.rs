@@ -9,6 +9,7 @@ mod capabilities;
 mod chain;
 mod faults;
 mod protocol;
+mod rate_limit;
 mod reload;
 mod routing;
 mod support;

@@ -1,0 +1,211 @@
+//! `rate-limit`: a token bucket per client (IP, header, context value such as
+//! `consumer`, or the whole route), shared by every instance and worker
+//! through the host kv store, so counts stay exact under concurrency.
+//!
+//! ```yaml
+//! - name: rate-limit
+//!   config:
+//!     rate: 10                  # tokens added every period
+//!     period: 1s                # 500ms, 1s, 1m, 1h, 1d
+//!     burst: 20                 # bucket size (default: rate)
+//!     key: { source: context, name: consumer }   # or ip (default), header, route
+//!     fault_tolerant: true      # kv failure: let through (default) or 503
+//! ```
+//!
+//! Over the limit: `429` `{"error": "rate limit exceeded", "code":
+//! "rate_limited"}` with `Retry-After`. Every response carries
+//! `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+//! See README.md.
+
+pub mod bucket;
+pub mod config;
+
+use bucket::{Bucket, Decision, Limits};
+use config::{Config, KeySource};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmgate_plugin_sdk::prelude::*;
+use wasmgate_plugin_sdk::LogLevel;
+
+/// Compare-and-swap attempts before a request gives up on a contended bucket.
+const MAX_ATTEMPTS: usize = 100;
+
+/// Context keys carrying the numbers from `on_request` to `on_response`.
+const CTX_LIMIT: &str = "rate-limit.limit";
+const CTX_REMAINING: &str = "rate-limit.remaining";
+const CTX_RESET: &str = "rate-limit.reset";
+
+/// The plugin: validated limits and what a bucket is per.
+pub struct RateLimit {
+    limits: Limits,
+    key: KeySource,
+    fault_tolerant: bool,
+}
+
+impl RateLimit {
+    /// The kv key of the request's bucket. The route and the limits are part
+    /// of it, so two entries with different limits never share a bucket.
+    fn bucket_key(&self, request: &Request) -> String {
+        let Limits {
+            rate,
+            period_ms,
+            burst,
+        } = self.limits;
+        let scope = format!("{}|{rate}/{period_ms}ms/{burst}", request.route);
+        let ip = || format!("ip:{}", client_ip(&request.client_addr));
+        let who = match &self.key {
+            KeySource::Ip => ip(),
+            KeySource::Route => "route".to_string(),
+            KeySource::Header { name } => request
+                .header(name)
+                .map_or_else(ip, |v| format!("header:{v}")),
+            KeySource::Context { name } => {
+                context::get(name).map_or_else(ip, |v| format!("context:{v}"))
+            }
+        };
+        format!("{scope}|{who}")
+    }
+
+    /// Takes a token from the shared bucket: read, compute, compare-and-swap,
+    /// retrying when another request changed the bucket in between.
+    fn take(&self, key: &str) -> Result<Decision, String> {
+        let ttl = Some(Duration::from_millis(self.limits.ttl_ms()));
+        for _ in 0..MAX_ATTEMPTS {
+            let stored = kv::get(key)?;
+            let bucket = stored.as_deref().and_then(Bucket::decode);
+            let decision = self.limits.take(bucket, now_ms());
+            if !decision.allowed {
+                return Ok(decision);
+            }
+            if kv::compare_and_swap(key, stored.as_deref(), &decision.next.encode(), ttl)? {
+                return Ok(decision);
+            }
+        }
+        Err(format!(
+            "bucket still contended after {MAX_ATTEMPTS} attempts"
+        ))
+    }
+
+    /// The kv store failed: let the request through or refuse it, per config.
+    fn on_store_error(&self, request: &Request, error: &str) -> RequestAction {
+        log::log(
+            LogLevel::Warn,
+            "rate limit store failed",
+            &[("route", &request.route), ("error", error)],
+        );
+        if self.fault_tolerant {
+            return RequestAction::Continue(RequestChanges::new());
+        }
+        RequestAction::Respond(Response::error(
+            503,
+            "rate_limit_unavailable",
+            "rate limit state is unavailable",
+        ))
+    }
+
+    /// The 429 answer, with the numbers and when to come back.
+    fn reject(&self, request: &Request, decision: &Decision) -> RequestAction {
+        metrics::counter_add("rate_limited", 1, &[("route", &request.route)]);
+        let response = Response::error(429, "rate_limited", "rate limit exceeded")
+            .with_header("retry-after", &decision.retry_after_secs.to_string());
+        RequestAction::Respond(
+            self.headers(decision)
+                .into_iter()
+                .fold(response, |response, (name, value)| {
+                    response.with_header(name, &value)
+                }),
+        )
+    }
+
+    fn headers(&self, decision: &Decision) -> [(&'static str, String); 3] {
+        [
+            ("x-ratelimit-limit", self.limits.burst.to_string()),
+            ("x-ratelimit-remaining", decision.remaining.to_string()),
+            ("x-ratelimit-reset", decision.reset_secs.to_string()),
+        ]
+    }
+
+    /// Leaves the numbers for the response hook. With several rate-limit
+    /// entries on a route, the one with the fewest tokens left wins.
+    fn record(&self, decision: &Decision) {
+        let previous = context::get(CTX_REMAINING).and_then(|v| v.parse::<u64>().ok());
+        if previous.is_some_and(|p| p <= decision.remaining) {
+            return;
+        }
+        for (key, (_, value)) in [CTX_LIMIT, CTX_REMAINING, CTX_RESET]
+            .into_iter()
+            .zip(self.headers(decision))
+        {
+            context::set(key, &value);
+        }
+    }
+}
+
+impl Plugin for RateLimit {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(RateLimit {
+            limits: config.limits()?,
+            key: config.key,
+            fault_tolerant: config.fault_tolerant,
+        })
+    }
+
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            wants_request_body: false,
+            wants_response: true,
+            wants_response_body: false,
+        }
+    }
+
+    /// Only a header key is read: the host then copies no other header in.
+    fn header_interest(&self) -> Option<Vec<String>> {
+        match &self.key {
+            KeySource::Header { name } => Some(vec![name.clone()]),
+            _ => Some(Vec::new()),
+        }
+    }
+
+    fn on_request(&self, request: &Request) -> RequestAction {
+        let key = self.bucket_key(request);
+        match self.take(&key) {
+            Ok(decision) => {
+                self.record(&decision);
+                if decision.allowed {
+                    RequestAction::Continue(RequestChanges::new())
+                } else {
+                    self.reject(request, &decision)
+                }
+            }
+            Err(error) => self.on_store_error(request, &error),
+        }
+    }
+
+    fn on_response(&self, _response: &Response) -> ResponseChanges {
+        [
+            ("x-ratelimit-limit", CTX_LIMIT),
+            ("x-ratelimit-remaining", CTX_REMAINING),
+            ("x-ratelimit-reset", CTX_RESET),
+        ]
+        .into_iter()
+        .filter_map(|(header, key)| Some((header, context::get(key)?)))
+        .fold(ResponseChanges::new(), |changes, (header, value)| {
+            changes.set_header(header, &value)
+        })
+    }
+}
+
+/// The IP of an `ip:port` socket address (`[v6]:port` too).
+fn client_ip(addr: &str) -> String {
+    addr.parse::<std::net::SocketAddr>()
+        .map_or_else(|_| addr.to_string(), |a| a.ip().to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+export_plugin!(RateLimit);
