@@ -11,6 +11,7 @@ mod faults;
 mod protocol;
 mod rate_limit;
 mod reload;
+mod request_guard;
 mod routing;
 mod support;
 mod transform;
