@@ -8,6 +8,7 @@ mod bodies;
 mod capabilities;
 mod chain;
 mod faults;
+mod jwt_auth;
 mod protocol;
 mod rate_limit;
 mod reload;
