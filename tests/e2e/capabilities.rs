@@ -46,6 +46,18 @@ async fn outbound_calls_go_to_configured_upstreams_concurrently() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn waiting_on_an_outbound_call_does_not_count_against_the_plugin_deadline() {
+    let gw = TestGateway::start_with(
+        "routes:\n  - name: r\n    upstream: a\n    plugins: [{ name: probe, config: { tag: o, fetch: ['b:/'], fetch_headers: { x-echo-delay-ms: '300' } } }]\n",
+        "  call_timeout_ms: 50\n",
+    )
+    .await;
+    let reply = get_client().get(&gw.url("/"), &[]).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.upstream_header("x-fetched").as_deref(), Some("200"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn plugin_faults_are_counted_by_plugin_and_kind() {
     let gw = TestGateway::start(
         "routes:\n  - name: r\n    upstream: a\n    plugins: [{ name: probe, config: { tag: t, fault: trap } }]\n",

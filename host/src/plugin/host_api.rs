@@ -3,7 +3,7 @@
 use super::bindings::wasmgate::plugin::{context, kv, log, metrics, outbound, types};
 use super::bindings::{LogLevel, OutboundRequest, OutboundResponse};
 use super::state::PluginState;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 impl types::Host for PluginState {}
 
@@ -49,8 +49,10 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
 
 impl kv::Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        let key = self.kv_key(&key);
-        self.services.kv.get(&key).await
+        let (key, since) = (self.kv_key(&key), Instant::now());
+        let result = self.services.kv.get(&key).await;
+        self.clock.waited(since);
+        result
     }
 
     async fn set(
@@ -74,8 +76,10 @@ impl kv::Host for PluginState {
     }
 
     async fn delete(&mut self, key: String) -> Result<(), String> {
-        let key = self.kv_key(&key);
-        self.services.kv.delete(&key).await
+        let (key, since) = (self.kv_key(&key), Instant::now());
+        let result = self.services.kv.delete(&key).await;
+        self.clock.waited(since);
+        result
     }
 
     async fn compare_and_swap(
@@ -85,11 +89,14 @@ impl kv::Host for PluginState {
         new: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<bool, String> {
-        let key = self.kv_key(&key);
-        self.services
+        let (key, since) = (self.kv_key(&key), Instant::now());
+        let result = self
+            .services
             .kv
             .compare_and_swap(&key, expected, new, ttl(ttl_ms))
-            .await
+            .await;
+        self.clock.waited(since);
+        result
     }
 }
 
@@ -98,6 +105,9 @@ impl outbound::Host for PluginState {
         &mut self,
         requests: Vec<OutboundRequest>,
     ) -> Vec<Result<OutboundResponse, String>> {
-        self.services.outbound.send_all(requests).await
+        let since = Instant::now();
+        let responses = self.services.outbound.send_all(requests).await;
+        self.clock.waited(since);
+        responses
     }
 }

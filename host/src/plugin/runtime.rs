@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 /// Plugin instances that may exist at once across all pools (warm and in
 /// flight); instantiating beyond it fails that request, not the gateway.
@@ -34,10 +36,20 @@ pub struct PluginLimits {
     pub max_idle_instances: usize,
 }
 
-impl PluginLimits {
-    fn deadline_ticks(&self) -> u64 {
-        (self.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-    }
+/// Whole epoch ticks covering `time` (at least one).
+fn ticks(time: Duration) -> u64 {
+    (time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+/// Called when a plugin reaches its epoch deadline: interrupt it if its own
+/// time (host waits excluded) is spent, else extend to what is left.
+fn deadline_reached(
+    store: wasmtime::StoreContextMut<'_, PluginState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    Ok(match store.data().clock.remaining() {
+        Some(left) => UpdateDeadline::Continue(ticks(left)),
+        None => UpdateDeadline::Interrupt,
+    })
 }
 
 impl Default for PluginLimits {
@@ -351,7 +363,8 @@ impl PluginPool {
         let saved = context.clone();
         let Instance { store, plugin } = instance;
         store.data_mut().context = std::mem::take(context);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.data_mut().clock.start();
+        store.set_epoch_deadline(ticks(self.limits.call_timeout));
         let result = f(plugin, store).await;
         let state = store.data_mut();
         match result {
@@ -395,11 +408,14 @@ impl PluginPool {
             self.compiled.name.clone(),
             self.route.clone(),
             self.limits.memory_limit_bytes,
+            self.limits.call_timeout,
             self.services.clone(),
         );
         let mut store = Store::new(self.compiled.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
+        store.epoch_deadline_callback(deadline_reached);
+        store.data_mut().clock.start();
+        store.set_epoch_deadline(ticks(self.limits.call_timeout));
         let plugin = match self.compiled.pre.instantiate_async(&mut store).await {
             Ok(plugin) => plugin,
             Err(e) => return Err(classify(e, store.data().memory.exceeded, self.limits)),

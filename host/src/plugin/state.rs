@@ -3,6 +3,7 @@
 use super::capabilities::HostServices;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -23,6 +24,37 @@ pub struct PluginState {
     /// The current request's context, moved in before a call and out after.
     pub(crate) context: RequestContext,
     pub(crate) services: HostServices,
+    /// The call deadline covers the plugin's own time only: time spent
+    /// waiting in host calls (kv, outbound HTTP) is subtracted, so an
+    /// aggregation waiting on a slow upstream is bounded by its per-call
+    /// timeouts, not by the plugin deadline.
+    pub(crate) clock: CallClock,
+}
+
+/// Measures one plugin call's own time: wall time minus host waits.
+pub struct CallClock {
+    pub(crate) timeout: Duration,
+    started: Instant,
+    host_wait: Duration,
+}
+
+impl CallClock {
+    /// Starts timing a new call.
+    pub(crate) fn start(&mut self) {
+        self.started = Instant::now();
+        self.host_wait = Duration::ZERO;
+    }
+
+    /// Adds time spent waiting in a host call.
+    pub(crate) fn waited(&mut self, since: Instant) {
+        self.host_wait += since.elapsed();
+    }
+
+    /// The plugin's own time still allowed in this call, if any.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        let used = self.started.elapsed().saturating_sub(self.host_wait);
+        self.timeout.checked_sub(used).filter(|d| !d.is_zero())
+    }
 }
 
 impl PluginState {
@@ -30,6 +62,7 @@ impl PluginState {
         plugin: Arc<str>,
         route: Arc<str>,
         memory_limit: usize,
+        call_timeout: Duration,
         services: HostServices,
     ) -> Self {
         PluginState {
@@ -43,6 +76,11 @@ impl PluginState {
             route,
             context: RequestContext::new(),
             services,
+            clock: CallClock {
+                timeout: call_timeout,
+                started: Instant::now(),
+                host_wait: Duration::ZERO,
+            },
         }
     }
 

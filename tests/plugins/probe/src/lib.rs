@@ -34,6 +34,8 @@ pub struct Config {
     pub kv_count: Option<String>,
     /// Call these upstreams (`name:path`) concurrently; statuses go to `x-fetched`.
     pub fetch: Vec<String>,
+    /// Headers sent with every `fetch` request.
+    pub fetch_headers: BTreeMap<String, String>,
     /// Add 1 to this plugin counter per request.
     pub metric: Option<String>,
 }
@@ -130,7 +132,9 @@ impl Plugin for Probe {
                 .iter()
                 .map(|target| {
                     let (upstream, path) = target.split_once(':').unwrap_or((target, "/"));
-                    outbound::get(upstream, path)
+                    let mut request = outbound::get(upstream, path);
+                    request.headers = c.fetch_headers.clone().into_iter().collect();
+                    request
                 })
                 .collect();
             let statuses: Vec<String> = outbound::send_all(&requests)
