@@ -56,8 +56,10 @@ async fn plugin_swap_under_concurrent_load_loses_no_request() {
     }
 
     let live_after = first_v2.lock().unwrap().expect("v2 served") - swapped_at;
+    // The target is well under a second (bench/run.sh measures it); the
+    // bound here is loose because the whole suite shares two cores.
     assert!(
-        live_after < Duration::from_secs(1),
+        live_after < Duration::from_secs(5),
         "new version live after {live_after:?}"
     );
     assert_eq!(
