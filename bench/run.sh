@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=3 DURATION=10
+ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
 if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
 THREADS=2 CONNECTIONS=32
 UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080
@@ -48,7 +48,7 @@ for p in "${chain_plugins[@]}"; do [[ -f "$work/plugins/$p.wasm" ]] || have_chai
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.key" 2>/dev/null
 openssl pkey -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-jwt_header=$(printf '{"alg":"RS256","typ":"JWT"}' | b64url)
+jwt_header=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
 jwt_claims=$(printf '{"sub":"bench-user","iss":"bench","aud":"api","exp":%d}' $(( $(date +%s) + 3600 )) | b64url)
 jwt_sig=$(printf '%s.%s' "$jwt_header" "$jwt_claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | b64url)
 TOKEN="$jwt_header.$jwt_claims.$jwt_sig"
@@ -75,7 +75,7 @@ cat >> "$work/gateway.yaml" <<YAML
     upstream: echo
     plugins:
       - name: jwt-auth
-        config: { algorithms: [RS256], public_key_pem: "$pub_pem_json", issuer: bench, audience: api, claims_to_headers: { sub: x-user-id } }
+        config: { keys: [{ kid: bench, alg: RS256, pem: "$pub_pem_json" }], issuer: bench, audience: api, claims_to_headers: { sub: x-user-id }, claims_to_context: { sub: sub } }
       - name: rate-limit
         config: { rate: 100000000, period: 1s, burst: 100000000, key: { source: route } }
       - name: transform
