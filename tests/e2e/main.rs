@@ -8,6 +8,7 @@ mod bodies;
 mod capabilities;
 mod chain;
 mod faults;
+mod hmac_signature;
 mod jwt_auth;
 mod protocol;
 mod rate_limit;
