@@ -88,7 +88,10 @@ fn tokens_come_back_as_time_passes() {
     let entries = plugin.kv_entries();
     let (key, bytes) = entries.iter().next().expect("one bucket stored");
     let mut bucket = Bucket::decode(bytes).expect("a bucket");
-    assert_eq!(bucket.micro_tokens, 0);
+    assert!(
+        bucket.micro_tokens < 1_000_000,
+        "less than a token left (a millisecond may have dripped some in)"
+    );
     bucket.at_ms -= 5_000;
     plugin.kv_set(key, &bucket.encode());
     assert_eq!(passed(&plugin, 3, |_| from("10.0.0.1:1")), 1);
