@@ -15,5 +15,6 @@ mod rate_limit;
 mod reload;
 mod request_guard;
 mod routing;
+mod security_headers;
 mod support;
 mod transform;
