@@ -5,6 +5,7 @@
 mod admin;
 mod aggregate;
 mod bodies;
+mod cache;
 mod capabilities;
 mod chain;
 mod faults;

@@ -1,0 +1,180 @@
+//! `cache`: answers repeated `GET`/`HEAD` requests from the gateway's shared
+//! kv store instead of the upstream.
+//!
+//! ```yaml
+//! - name: cache
+//!   config:
+//!     ttl_seconds: 60           # at most; a shorter Cache-Control max-age wins
+//!     vary: [accept-language]   # request headers that are part of the key
+//!     statuses: [200]           # what may be stored (default)
+//!     max_body_bytes: 1048576   # larger bodies pass through (default 1 MiB)
+//!     cache_authorized: false   # requests with Authorization bypass (default)
+//! ```
+//!
+//! The key is route, method, host, path, query and the `vary` headers. A hit
+//! is answered by the request hook with the stored status, headers and body
+//! plus `X-Cache: HIT` and `Age`; a miss goes upstream and the response hook
+//! stores what may be stored (`X-Cache: MISS`). Responses with `no-store`,
+//! `private`, `no-cache`, `Set-Cookie` or a `Vary` outside `vary` are never
+//! stored. See README.md.
+
+pub mod config;
+pub mod entry;
+pub mod policy;
+
+use config::Config;
+use entry::Entry;
+use policy::Policy;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmgate_plugin_sdk::prelude::*;
+use wasmgate_plugin_sdk::LogLevel;
+
+/// Context key carrying a miss's cache key to the response hook.
+const CTX_KEY: &str = "cache.key";
+
+/// The plugin: its storing policy and whether authorized requests count.
+pub struct Cache {
+    policy: Policy,
+    cache_authorized: bool,
+}
+
+impl Cache {
+    /// Only safe methods are cached, and requests with credentials only when
+    /// the config says so.
+    fn cacheable(&self, request: &Request) -> bool {
+        matches!(request.method.as_str(), "GET" | "HEAD")
+            && (self.cache_authorized || request.header("authorization").is_none())
+    }
+
+    /// The entry's key: a JSON array, so no component can run into the next.
+    fn key(&self, request: &Request) -> String {
+        let vary: Vec<String> = self
+            .policy
+            .vary
+            .iter()
+            .map(|name| all_values(&request.headers, name))
+            .collect();
+        serde_json::json!([
+            request.route,
+            request.method,
+            request
+                .header("host")
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            request.path,
+            request.query,
+            vary,
+        ])
+        .to_string()
+    }
+
+    /// The stored entry for `key`; a kv failure or an unreadable entry is a miss.
+    fn lookup(&self, key: &str) -> Option<Entry> {
+        match kv::get(key) {
+            Ok(stored) => stored.as_deref().and_then(Entry::decode),
+            Err(error) => {
+                warn("cache lookup failed", &error);
+                None
+            }
+        }
+    }
+
+    /// Stores `response` under `key` if its headers allow it.
+    fn store(&self, key: &str, response: &Response) {
+        let body = response.body.as_deref().unwrap_or_default();
+        let Some(ttl_ms) = self
+            .policy
+            .ttl_ms(response.status, &response.headers, body.len())
+        else {
+            return;
+        };
+        let entry = Entry {
+            stored_at_ms: now_ms(),
+            status: response.status,
+            headers: response.headers.clone(),
+            body: body.to_vec(),
+        };
+        let ttl = Some(Duration::from_millis(ttl_ms));
+        if let Err(error) = kv::set(key, &entry.encode(), ttl) {
+            warn("cache store failed", &error);
+        }
+    }
+}
+
+/// A stored entry as the answer to a hit, with its age.
+fn hit(entry: Entry) -> Response {
+    let age = policy::age_secs(&entry.headers) + now_ms().saturating_sub(entry.stored_at_ms) / 1000;
+    let mut headers: Vec<(String, String)> = entry
+        .headers
+        .into_iter()
+        .filter(|(n, _)| n != "age" && n != "x-cache")
+        .collect();
+    headers.push(("age".into(), age.to_string()));
+    headers.push(("x-cache".into(), "HIT".into()));
+    Response {
+        status: entry.status,
+        headers,
+        body: Some(entry.body),
+    }
+}
+
+impl Plugin for Cache {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Cache {
+            policy: config.policy()?,
+            cache_authorized: config.cache_authorized,
+        })
+    }
+
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            wants_request_body: false,
+            wants_response: true,
+            wants_response_body: true,
+        }
+    }
+
+    fn on_request(&self, request: &Request) -> RequestAction {
+        if !self.cacheable(request) {
+            return RequestAction::Continue(RequestChanges::new());
+        }
+        let key = self.key(request);
+        if let Some(entry) = self.lookup(&key) {
+            return RequestAction::Respond(hit(entry));
+        }
+        context::set(CTX_KEY, &key);
+        RequestAction::Continue(RequestChanges::new())
+    }
+
+    fn on_response(&self, response: &Response) -> ResponseChanges {
+        let Some(key) = context::get(CTX_KEY) else {
+            return ResponseChanges::new().set_header("x-cache", "BYPASS");
+        };
+        self.store(&key, response);
+        ResponseChanges::new().set_header("x-cache", "MISS")
+    }
+}
+
+/// Every value of header `name`, in order, one per line.
+fn all_values(headers: &[(String, String)], name: &str) -> String {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn warn(message: &str, error: &str) {
+    log::log(LogLevel::Warn, message, &[("error", error)]);
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+export_plugin!(Cache);
