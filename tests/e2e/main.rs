@@ -10,6 +10,7 @@ mod capabilities;
 mod chain;
 mod faults;
 mod hmac_signature;
+mod ip_filter;
 mod jwt_auth;
 mod protocol;
 mod rate_limit;
