@@ -8,6 +8,7 @@ mod bodies;
 mod cache;
 mod capabilities;
 mod chain;
+mod cors;
 mod faults;
 mod hmac_signature;
 mod ip_filter;
