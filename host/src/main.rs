@@ -1,4 +1,5 @@
-//! The `wasmgate` command: run a gateway, validate a config, or run the demo.
+//! The `wasmgate` command: run a gateway, validate a config, run the demo,
+//! or work on a plugin (inspect, test, scaffold).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -47,6 +48,22 @@ enum Command {
     Demo {
         #[arg(long, short, default_value = QUICKSTART)]
         config: PathBuf,
+    },
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show a plugin's contract version, the host capabilities and WASI
+    /// interfaces it imports, and its size. Exits non-zero if this gateway
+    /// would refuse it.
+    Inspect {
+        plugin: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -97,6 +114,27 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Demo { config } => {
             start_demo_upstreams(&config).await?;
             run(&config).await
+        }
+        Command::Plugin(command) => plugin(command).await,
+    }
+}
+
+async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Inspect { plugin, json } => {
+            let report = wasmgate::plugin::inspect::inspect(&plugin)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            if let Some(reason) = &report.incompatible {
+                anyhow::bail!(
+                    "{}: this gateway would refuse it: {reason}",
+                    plugin.display()
+                );
+            }
+            Ok(())
         }
     }
 }

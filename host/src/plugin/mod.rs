@@ -4,6 +4,7 @@
 pub mod bindings;
 pub mod capabilities;
 mod host_api;
+pub mod inspect;
 pub mod runtime;
 pub mod state;
 

@@ -222,8 +222,9 @@ impl Drop for PluginRuntime {
     }
 }
 
-/// The `major.minor.patch` of the plugin's `handler` export, checked against ours.
-fn contract_version(engine: &Engine, component: &Component) -> Result<String, String> {
+/// The `major.minor.patch` of the plugin's `handler` export, checked against
+/// ours. Public so `wasmgate plugin inspect` gives the same verdict as a load.
+pub fn contract_version(engine: &Engine, component: &Component) -> Result<String, String> {
     let prefix = format!("{}/handler@", super::bindings::CONTRACT_PACKAGE);
     let ty = component.component_type();
     let found = ty
