@@ -8,17 +8,23 @@ WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/plugin
 PLUGIN_DIR := target/plugins
 TEST_PLUGIN_DIR := target/test-plugins
 
+# Plugins in other languages: every folder under examples/plugins/ has a
+# build.sh that installs its own pinned toolchain and writes
+# $(POLYGLOT_DIR)/<folder>.wasm; rebuilt when a file in the folder or the WIT changes.
+POLYGLOT_DIR := target/plugins-polyglot
+POLYGLOT := $(notdir $(wildcard examples/plugins/*))
+
 # Built-in plugins: every crate under plugins/ (package `plugin-<dir>`),
 # installed as $(PLUGIN_DIR)/<dir>.wasm.
 BUILTIN := $(notdir $(wildcard plugins/*))
 
-.PHONY: demo test plugins wasm-target lint bench clean-plugins
+.PHONY: demo test plugins polyglot wasm-target lint bench clean-plugins
 
 demo: plugins
 	$(CARGO) run --release -p wasmgate -- demo
 
 # The benchmark's smoke mode runs too, so the script cannot rot.
-test: plugins
+test: plugins polyglot
 	$(CARGO) test --release --workspace
 	SKIP_BUILD=1 bench/run.sh --smoke
 
@@ -38,6 +44,12 @@ plugins: wasm-target
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe.wasm)
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p plugin-probe --features plugin-probe/v2
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe-v2.wasm)
+
+polyglot: $(POLYGLOT:%=$(POLYGLOT_DIR)/%.wasm)
+
+.SECONDEXPANSION:
+$(POLYGLOT_DIR)/%.wasm: $$(wildcard examples/plugins/$$*/*.*) examples/plugins/$$*/build.sh wit/plugin.wit
+	examples/plugins/$*/build.sh $@
 
 lint: plugins
 	$(CARGO) fmt --all -- --check

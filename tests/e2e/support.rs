@@ -31,6 +31,20 @@ pub fn built_plugin(file: &str) -> PathBuf {
     panic!("{file} not built: run `make plugins` (or `make test`) first");
 }
 
+/// A plugin written in another language, as `make polyglot` built it into
+/// `target/plugins-polyglot` (see `examples/plugins/`).
+pub fn polyglot_plugin(file: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins-polyglot")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} not built: run `make polyglot` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
 /// Names of every built-in plugin `make plugins` built.
 pub fn builtin_plugins() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
@@ -73,10 +87,23 @@ impl TestGateway {
 
     /// As [`start`], with extra top-level `plugins:` settings lines.
     pub async fn start_with(routes_yaml: &str, plugin_settings: &str) -> TestGateway {
+        Self::start_with_plugins(routes_yaml, plugin_settings, &[]).await
+    }
+
+    /// As [`start_with`], also installing `extra` plugin files under their
+    /// names (e.g. [`polyglot_plugin`]s, which are too big to install always).
+    pub async fn start_with_plugins(
+        routes_yaml: &str,
+        plugin_settings: &str,
+        extra: &[(PathBuf, &str)],
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         install_plugin(&plugins, "probe.wasm", "probe");
+        for (file, name) in extra {
+            std::fs::copy(file, plugins.join(format!("{name}.wasm"))).unwrap();
+        }
         for builtin in builtin_plugins() {
             install_plugin(&plugins, &format!("{builtin}.wasm"), &builtin);
         }
