@@ -4,6 +4,7 @@
 //! gets one gateway and one test that covers its behaviour.
 
 use crate::support::{get_client, polyglot_plugin, Reply, TestGateway};
+use serde_json::json;
 use std::collections::HashSet;
 
 const AB_ROUTES: &str = r#"
@@ -95,5 +96,116 @@ async fn javascript_ab_routing_assigns_sticky_variants() {
     assert_eq!(
         variant_of(&client.get(&url, &[("x-client-id", &id)]).await),
         "beta"
+    );
+}
+
+const REDACT_ROUTES: &str = r#"
+routes:
+  - name: signup
+    match: { path_prefix: /signup }
+    upstream: a
+    plugins:
+      - name: py-redact
+        config: { keys: [password], responses: true }
+  - name: notes
+    upstream: a
+    plugins:
+      - { name: py-redact, config: {} }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_redact_masks_personal_data_in_json_bodies() {
+    let plugin = polyglot_plugin("py-redact.wasm");
+    let gw = TestGateway::start_with_plugins(REDACT_ROUTES, "", &[(plugin, "py-redact")]).await;
+    let client = get_client();
+    let url = gw.url("/signup");
+    let body = json!({
+        "name": "Al",
+        "password": "hunter2",
+        "card": "4111 1111 1111 1111",
+        "notes": ["call al@example.com", "order 1234-5678-9012-3456"],
+        "age": 42,
+    });
+    let reply = client
+        .send(
+            "POST",
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("x-note", "mail bob@example.org"),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let seen = reply.json();
+    let sent: serde_json::Value = serde_json::from_str(seen["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        json!({
+            "name": "Al",
+            "password": "[redacted]",
+            "card": "**** 1111",
+            // Not a card: the Luhn check fails.
+            "notes": ["call ***@example.com", "order 1234-5678-9012-3456"],
+            "age": 42,
+        })
+    );
+    assert_eq!(reply.upstream_header("x-redacted").as_deref(), Some("3"));
+    // The echoed e-mail in the response is masked on the way back.
+    assert_eq!(seen["headers"]["x-note"], "mail ***@example.org");
+    assert_eq!(reply.header("x-redacted"), Some("1"));
+
+    // A body that is not JSON passes through untouched; by default only
+    // requests are cleaned.
+    let notes = gw.url("/notes");
+    let text = "card 4111111111111111, mail al@example.com";
+    let reply = client
+        .send(
+            "POST",
+            &notes,
+            &[("content-type", "text/plain")],
+            text.as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.json()["body"], text);
+    assert_eq!(reply.upstream_header("x-redacted"), None);
+    let reply = client
+        .send(
+            "POST",
+            &notes,
+            &[
+                ("content-type", "application/json"),
+                ("x-note", "al@example.com"),
+            ],
+            json!({ "text": text, "secret": "s3" })
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_str(reply.json()["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        json!({ "text": "card **** 1111, mail ***@example.com", "secret": "[redacted]" })
+    );
+    assert_eq!(reply.json()["headers"]["x-note"], "al@example.com");
+    assert_eq!(reply.header("x-redacted"), None);
+
+    // A bad config is refused with the plugin's own message, on reload.
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+    let broken = original.replace("responses: true", "detect: [phone]");
+    std::fs::write(gw.config_path(), broken).unwrap();
+    let event = gw.next_reload_event(0).await;
+    assert!(!event.ok);
+    assert!(
+        event
+            .message
+            .contains("`detect` must be a list of card, email"),
+        "{}",
+        event.message
     );
 }
