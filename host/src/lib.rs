@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod outbound;
 pub mod plugin;
+pub mod plugin_test;
 pub mod proxy;
 pub mod reload;
 pub mod router;

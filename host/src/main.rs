@@ -65,6 +65,9 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a plugin against a YAML cases file (config, kv, fake upstreams,
+    /// request, expected outcome). Exits non-zero if a case fails.
+    Test { plugin: PathBuf, cases: PathBuf },
 }
 
 fn init_logging(format: LogFormat) {
@@ -133,6 +136,14 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                     "{}: this gateway would refuse it: {reason}",
                     plugin.display()
                 );
+            }
+            Ok(())
+        }
+        PluginCommand::Test { plugin, cases } => {
+            let report = wasmgate::plugin_test::run_file(&plugin, &cases).await?;
+            print!("{report}");
+            if !report.success() {
+                anyhow::bail!("{} of {} cases failed", report.failed(), report.cases.len());
             }
             Ok(())
         }

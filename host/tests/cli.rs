@@ -185,3 +185,122 @@ fn inspect_refuses_a_file_that_is_not_a_component() {
         "{stderr}"
     );
 }
+
+fn repo_file(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn plugin_test_passes_the_cases_of_built_in_plugins() {
+    for (plugin, cases) in [("api-key", 5), ("rate-limit", 5), ("aggregate", 3)] {
+        let (ok, stdout, stderr) = wasmgate(&[
+            "plugin",
+            "test",
+            &built("plugins", plugin),
+            &repo_file(&format!("plugins/{plugin}/cases.yaml")),
+        ]);
+        assert!(ok, "{plugin}: {stdout}{stderr}");
+        assert!(
+            stdout.ends_with(&format!("\n{cases} passed, 0 failed\n")),
+            "{plugin}: {stdout}"
+        );
+        assert!(!stdout.contains("FAIL"), "{stdout}");
+    }
+}
+
+#[test]
+fn plugin_test_checks_kv_faults_and_metrics_of_the_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        r#"
+config: { kv_count: hits, metric: seen }
+cases:
+  - name: counts in kv from a seeded value
+    kv: { hits: 41 }
+    expect:
+      continue: { headers: { set: { x-count: 42, x-chain: '', x-probe-version: 1 } } }
+      kv: { hits: 42, other: null }
+      metrics: [{ counter: seen, value: 1, labels: { route: test-route } }]
+  - name: kv is fresh in every case
+    steps:
+      - expect: { context: {}, kv: { hits: 1 } }
+      - expect: { continue: {}, kv: { hits: 2 } }
+  - name: a trap is a fault
+    config: { fault: trap }
+    expect: { fault: trapped }
+  - name: a refusal is reported
+    config: { reject: not today }
+    expect: { refused: not today }
+"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "test",
+        &built("test-plugins", "probe"),
+        cases.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.ends_with("\n4 passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn plugin_test_shows_expected_versus_actual_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        "config: { keys: [{ key: key-of-alice, consumer: alice }] }\ncases:\n  - name: good key\n    request: { headers: { x-api-key: key-of-alice } }\n    expect: { continue: {}, context: { consumer: alice } }\n  - name: no key\n    expect:\n      respond: { status: 403 }\n      logs: [{ message: hello }]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "test",
+        &built("plugins", "api-key"),
+        cases.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("PASS  good key\n"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "FAIL  no key  ({}:6)\n      respond.status:\n        - expected: 403\n        + actual:   401\n      logs:\n        - expected: *: \"hello\"\n        + actual:   (none)\n",
+            cases.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("\n1 passed, 1 failed\n"), "{stdout}");
+    assert!(stderr.contains("1 of 2 cases failed"), "{stderr}");
+}
+
+#[test]
+fn plugin_test_names_file_line_and_what_is_expected_in_a_bad_cases_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.yaml");
+    let api_key = built("plugins", "api-key");
+    let run = |text: &str| {
+        std::fs::write(&cases, text).unwrap();
+        wasmgate(&["plugin", "test", &api_key, cases.to_str().unwrap()])
+    };
+    let (ok, stdout, stderr) =
+        run("cases:\n  - name: a\n    expect:\n      respond: { status: fourhundred }\n");
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!("error: {}:4: ", cases.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("expected u16"), "{stderr}");
+
+    let (ok, _, stderr) =
+        run("cases:\n  - name: a\n    expect: { continue: {} }\n  - name: b\n    reqest: {}\n");
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("error: {}:5: ", cases.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown field `reqest`, expected one of"),
+        "{stderr}"
+    );
+}

@@ -1,6 +1,8 @@
 //! The plugin test harness: load a compiled `.wasm` plugin in-process, on the
 //! gateway's own runtime, with in-memory capabilities (kv, fake upstreams,
 //! captured logs and metrics), and feed it requests in ordinary `#[test]`s.
+//! The engine is the host's `wasmgate::plugin_test::Sandbox`, shared with
+//! `wasmgate plugin test` (YAML cases, any language).
 //!
 //! ```ignore
 //! use wasmgate_plugin_sdk::harness::{artifact, request, Harness, RequestAction};
@@ -10,185 +12,41 @@
 //! assert_eq!(changes.headers.set, vec![("x-a".into(), "1".into())]);
 //! ```
 
-use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use wasmgate::plugin::{
-    HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits, PluginPool,
-    PluginRuntime, Telemetry,
-};
+use std::sync::Arc;
+use wasmgate::plugin::{PluginError, PluginPool};
+use wasmgate::plugin_test::Sandbox;
 
 pub use wasmgate::plugin::bindings::{
     HeaderChanges, LogLevel, OutboundRequest, OutboundResponse, PluginInfo, Request, RequestAction,
     RequestChanges, Response, ResponseChanges,
 };
 pub use wasmgate::plugin::{PluginFault, RequestContext};
+pub use wasmgate::plugin_test::{LogLine, MetricUpdate, ROUTE};
 
-/// The route name the harness passes to plugins.
-pub const ROUTE: &str = "test-route";
-
-/// One log line a plugin wrote.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogLine {
-    pub level: LogLevel,
-    pub message: String,
-    pub fields: Vec<(String, String)>,
-}
-
-/// One metric update a plugin made.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MetricUpdate {
-    Counter {
-        name: String,
-        value: u64,
-        labels: Vec<(String, String)>,
-    },
-    Histogram {
-        name: String,
-        value: f64,
-        labels: Vec<(String, String)>,
-    },
-}
-
-#[derive(Default)]
-struct Captured {
-    logs: Mutex<Vec<LogLine>>,
-    metrics: Mutex<Vec<MetricUpdate>>,
-}
-
-impl Telemetry for Captured {
-    fn log(
-        &self,
-        _plugin: &str,
-        _route: &str,
-        level: LogLevel,
-        message: &str,
-        fields: &[(String, String)],
-    ) {
-        self.logs.lock().expect("logs lock").push(LogLine {
-            level,
-            message: message.to_string(),
-            fields: fields.to_vec(),
-        });
-    }
-
-    fn counter_add(&self, _plugin: &str, name: &str, value: u64, labels: &[(String, String)]) {
-        self.metrics
-            .lock()
-            .expect("metrics lock")
-            .push(MetricUpdate::Counter {
-                name: name.into(),
-                value,
-                labels: labels.to_vec(),
-            });
-    }
-
-    fn histogram_observe(
-        &self,
-        _plugin: &str,
-        name: &str,
-        value: f64,
-        labels: &[(String, String)],
-    ) {
-        self.metrics
-            .lock()
-            .expect("metrics lock")
-            .push(MetricUpdate::Histogram {
-                name: name.into(),
-                value,
-                labels: labels.to_vec(),
-            });
-    }
-}
-
-type FakeHandler = Box<dyn Fn(&OutboundRequest) -> Result<OutboundResponse, String> + Send + Sync>;
-
-/// Fake upstreams answering a plugin's outbound calls, recording each request.
-#[derive(Default)]
-struct FakeUpstreams {
-    handlers: Mutex<HashMap<String, Arc<FakeHandler>>>,
-    sent: Mutex<Vec<OutboundRequest>>,
-}
-
-impl Outbound for FakeUpstreams {
-    fn send_all(
-        &self,
-        requests: Vec<OutboundRequest>,
-    ) -> BoxFuture<'_, Vec<Result<OutboundResponse, String>>> {
-        let results = requests
-            .into_iter()
-            .map(|request| {
-                let handler = self
-                    .handlers
-                    .lock()
-                    .expect("fakes lock")
-                    .get(&request.upstream)
-                    .cloned();
-                let result = match handler {
-                    Some(handler) => handler(&request),
-                    None => Err(format!("unknown upstream `{}`", request.upstream)),
-                };
-                self.sent.lock().expect("sent lock").push(request);
-                result
-            })
-            .collect();
-        Box::pin(async move { results })
-    }
-}
-
-/// A plugin loaded in-process, initialised with one config.
+/// A plugin loaded in-process, initialised with one config: a thin blocking
+/// layer over the host's [`Sandbox`], the engine `wasmgate plugin test` uses too.
 pub struct Harness {
     pool: PluginPool,
-    kv: Arc<MemoryKv>,
-    fakes: Arc<FakeUpstreams>,
-    captured: Arc<Captured>,
-    name: String,
+    sandbox: Sandbox,
     tokio: tokio::runtime::Runtime,
-    _runtime: Arc<PluginRuntime>,
 }
 
 impl Harness {
     /// Compiles `wasm` and initialises it with `config` — exactly what the
     /// gateway does at load time, so a refused config is an `Err` here.
     pub fn load(wasm: impl AsRef<Path>, config: serde_json::Value) -> Result<Harness, PluginError> {
-        let file = wasm.as_ref();
-        let name = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin")
-            .to_string();
-        let kv = Arc::new(MemoryKv::default());
-        let fakes = Arc::new(FakeUpstreams::default());
-        let captured = Arc::new(Captured::default());
-        let runtime = Arc::new(PluginRuntime::new(HostServices {
-            kv: kv.clone(),
-            outbound: fakes.clone(),
-            telemetry: captured.clone(),
-        })?);
-        let bytes = std::fs::read(file).map_err(|source| PluginError::Read {
-            file: file.to_path_buf(),
-            source,
-        })?;
-        let compiled = Arc::new(runtime.compile(&name, file, &bytes)?);
+        let sandbox = Sandbox::load(wasm.as_ref())?;
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime for the harness");
-        let pool = tokio.block_on(runtime.pool(
-            compiled,
-            ROUTE,
-            config.to_string(),
-            PluginLimits::default(),
-        ))?;
+        let pool = tokio.block_on(sandbox.init(&config))?;
         Ok(Harness {
             pool,
-            kv,
-            fakes,
-            captured,
-            name,
+            sandbox,
             tokio,
-            _runtime: runtime,
         })
     }
 
@@ -234,20 +92,18 @@ impl Harness {
 
     /// Seeds a kv entry, as the plugin would see it under `key`.
     pub fn kv_set(&self, key: &str, value: &[u8]) {
-        let key = format!("{}/{key}", self.name);
         self.tokio
-            .block_on(KvStore::set(&*self.kv, &key, value.to_vec(), None))
+            .block_on(
+                self.sandbox
+                    .fakes()
+                    .kv_seed(&self.sandbox.kv_key(key), value.to_vec()),
+            )
             .expect("memory kv set");
     }
 
     /// The plugin's kv entries, by the keys it used.
     pub fn kv_entries(&self) -> HashMap<String, Vec<u8>> {
-        let prefix = format!("{}/", self.name);
-        self.kv
-            .snapshot()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v)))
-            .collect()
+        self.sandbox.kv_entries()
     }
 
     /// Answers outbound calls to `upstream` with `handler`.
@@ -256,27 +112,42 @@ impl Harness {
         upstream: &str,
         handler: impl Fn(&OutboundRequest) -> Result<OutboundResponse, String> + Send + Sync + 'static,
     ) {
-        self.fakes
-            .handlers
-            .lock()
-            .expect("fakes lock")
-            .insert(upstream.to_string(), Arc::new(Box::new(handler)));
+        self.sandbox
+            .fakes()
+            .fake_upstream(upstream, Arc::new(handler));
     }
 
     /// Every outbound request the plugin sent, in order.
     pub fn outbound_requests(&self) -> Vec<OutboundRequest> {
-        self.fakes.sent.lock().expect("sent lock").clone()
+        self.sandbox.fakes().sent()
     }
 
     /// Every log line the plugin wrote, in order.
     pub fn logs(&self) -> Vec<LogLine> {
-        self.captured.logs.lock().expect("logs lock").clone()
+        self.sandbox.fakes().logs()
     }
 
     /// Every metric update the plugin made, in order.
     pub fn metrics(&self) -> Vec<MetricUpdate> {
-        self.captured.metrics.lock().expect("metrics lock").clone()
+        self.sandbox.fakes().metrics()
     }
+}
+
+/// Runs a `wasmgate plugin test` cases file against `wasm` on the same
+/// engine, and panics with the runner's report (each failure's expected
+/// versus actual) unless every case passes.
+pub fn assert_cases(wasm: impl AsRef<Path>, cases: impl AsRef<Path>) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime for the harness");
+    let report = tokio
+        .block_on(wasmgate::plugin_test::run_file(
+            wasm.as_ref(),
+            cases.as_ref(),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.success(), "\n{report}");
 }
 
 /// A request record with sensible defaults; adjust fields or use the builders.

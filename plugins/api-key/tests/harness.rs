@@ -118,3 +118,11 @@ fn bad_configs_are_refused_with_the_field() {
         assert!(err.to_string().contains(expected), "{config}: {err}");
     }
 }
+
+#[test]
+fn cases_yaml_passes() {
+    wasmgate_plugin_sdk::harness::assert_cases(
+        artifact("api-key"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/cases.yaml"),
+    );
+}

@@ -239,3 +239,11 @@ fn refill_arithmetic_is_exact_and_capped() {
     assert_eq!(Bucket::decode(&empty.encode()), Some(empty));
     assert_eq!(Bucket::decode(b"short"), None);
 }
+
+#[test]
+fn cases_yaml_passes() {
+    wasmgate_plugin_sdk::harness::assert_cases(
+        artifact("rate-limit"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/cases.yaml"),
+    );
+}
