@@ -55,6 +55,6 @@ lint: plugins
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-bench: plugins
+bench: plugins polyglot
 	$(CARGO) bench -p wasmgate --bench plugin_call
 	bench/run.sh

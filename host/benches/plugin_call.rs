@@ -166,6 +166,7 @@ fn benches(c: &mut Criterion) {
 
     builtin_plugins(c, &rt, &runtime);
     full_chain(c, &rt, &runtime);
+    polyglot(c, &rt, &runtime);
 
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
@@ -284,6 +285,72 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
             }
         })
     });
+}
+
+/// Plugins in other languages (`make polyglot`, `examples/plugins/`) next to
+/// a Rust one: size and compile time (timed once and printed: seconds per
+/// compile is too slow for criterion's samples), then a warm call and a fresh
+/// instance + `init` + call, on the typical request each is written for.
+fn polyglot(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<PluginRuntime>) {
+    let header = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let mut get = request(0);
+    get.headers = vec![
+        header("host", "api.example.com"),
+        header("user-agent", "curl/8"),
+        header("accept", "*/*"),
+        header("x-client-id", "client-42"),
+    ];
+    let mut post = get.clone();
+    post.method = "POST".into();
+    post.headers
+        .push(header("content-type", "application/json"));
+    post.body = Some(
+        br#"{"name":"Al","password":"hunter2","card":"4111 1111 1111 1111","notes":["call al@example.com","order 7"],"qty":2}"#
+            .to_vec(),
+    );
+    let cases = [
+        (
+            "plugins",
+            "headers",
+            r#"{"request": {"add": {"x-gateway": "wasmgate"}, "remove": ["x-debug"]}}"#,
+            &get,
+        ),
+        (
+            "plugins-polyglot",
+            "js-ab-routing",
+            r#"{"variants": [{"name": "control", "weight": 1}, {"name": "beta", "weight": 1}]}"#,
+            &get,
+        ),
+        ("plugins-polyglot", "py-redact", "{}", &post),
+    ];
+    let mut group = c.benchmark_group("polyglot");
+    for (dir, name, config, req) in cases {
+        let file = plugin_file(dir, name);
+        let bytes = std::fs::read(&file).unwrap();
+        let started = std::time::Instant::now();
+        let compiled = Arc::new(runtime.compile(name, &file, &bytes).unwrap());
+        println!(
+            "polyglot/compile/{name}: {} bytes, compiled in {:.2?}",
+            bytes.len(),
+            started.elapsed()
+        );
+        let pool = |limits| {
+            rt.block_on(runtime.pool(compiled.clone(), "bench", config.to_string(), limits))
+                .unwrap()
+        };
+        let warm = pool(PluginLimits::default());
+        group.bench_function(BenchmarkId::new("warm_call", name), |b| {
+            time_calls(b, rt, &warm, req)
+        });
+        let fresh = pool(PluginLimits {
+            max_idle_instances: 0,
+            ..PluginLimits::default()
+        });
+        group.bench_function(BenchmarkId::new("fresh_instance_call", name), |b| {
+            time_calls(b, rt, &fresh, req)
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(plugin_call, benches);
