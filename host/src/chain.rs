@@ -10,6 +10,7 @@ use crate::convert::apply_header_changes;
 use crate::plugin::bindings::{Request, RequestAction, Response};
 use crate::plugin::{PluginFault, PluginPool, RequestContext};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One entry of a chain.
 pub struct Step {
@@ -83,7 +84,9 @@ impl Chain {
             } else {
                 request.body.take()
             };
+            let started = Instant::now();
             let result = step.pool.on_request(request, context).await;
+            observe_call(step, "request", started);
             if hidden_body.is_some() {
                 request.body = hidden_body;
             }
@@ -133,7 +136,9 @@ impl Chain {
             } else {
                 response.body.take()
             };
+            let started = Instant::now();
             let result = step.pool.on_response(response, context).await;
+            observe_call(step, "response", started);
             if hidden_body.is_some() {
                 response.body = hidden_body;
             }
@@ -183,4 +188,12 @@ impl Chain {
             fault,
         })
     }
+}
+
+/// Records how long one hook call of `step` took, faults included.
+fn observe_call(step: &Step, phase: &str, started: Instant) {
+    crate::metrics::metrics()
+        .plugin_call_duration
+        .with_label_values(&[step.pool.name(), phase])
+        .observe(started.elapsed().as_secs_f64());
 }

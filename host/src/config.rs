@@ -44,6 +44,9 @@ pub struct Config {
     /// Routes; the most specific match wins, ties go to the first listed.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Connection and request limits every listener enforces.
+    #[serde(default)]
+    pub limits: Limits,
     /// Directory the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -90,6 +93,39 @@ impl Default for PluginSettings {
     }
 }
 
+/// Connection and request limits: what keeps one client (or a slowloris
+/// attack) from starving the others. Every field has a safe default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head (request line and headers); 431 beyond. At least 8192.
+    pub max_header_bytes: usize,
+    /// Largest request body of a route without its own `max_body_bytes`; 413 beyond.
+    pub max_body_bytes: usize,
+    /// Time a client has to send a whole request head before its connection
+    /// is closed (slowloris guard). HTTP/1.1 keep-alive waits count too.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections each listener serves at once; more wait in the accept backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 15_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// The smallest `max_header_bytes` hyper's HTTP/1 parser accepts.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
 /// A named group of interchangeable servers, balanced round-robin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,16 +151,13 @@ pub struct RouteConfig {
     pub matcher: MatchConfig,
     /// Name of the upstream requests are sent to.
     pub upstream: String,
-    /// Largest request or response body buffered for a plugin that asks for it; 413 beyond.
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
+    /// Largest request body (and response body buffered for a plugin); 413
+    /// beyond. Defaults to `limits.max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
     /// The ordered plugin chain.
     #[serde(default)]
     pub plugins: Vec<PluginEntry>,
-}
-
-fn default_max_body_bytes() -> usize {
-    1024 * 1024
 }
 
 /// What a request must look like for a route to match. Empty matches everything.
@@ -223,6 +256,7 @@ impl Config {
                 "at least one listener is required".into(),
             ));
         }
+        self.check_limits()?;
         for (name, upstream) in &self.upstreams {
             let anchor = format!("{name}:");
             if upstream.targets.is_empty() {
@@ -307,6 +341,46 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Limits that would make the gateway unusable or that hyper refuses.
+    fn check_limits(&self) -> Result<(), Problem> {
+        let limits = &self.limits;
+        let problem = |field: &str, message: String| Problem {
+            anchor: "limits:".to_string(),
+            field: Some(format!("{field}:")),
+            message: format!("limits.{field}: {message}"),
+        };
+        if limits.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(problem(
+                "max_header_bytes",
+                format!("must be at least {MIN_HEADER_BYTES}"),
+            ));
+        }
+        if u32::try_from(limits.max_header_bytes).is_err() {
+            return Err(problem(
+                "max_header_bytes",
+                format!("must be at most {}", u32::MAX),
+            ));
+        }
+        let positive = [
+            ("max_body_bytes", limits.max_body_bytes as u64),
+            ("header_read_timeout_ms", limits.header_read_timeout_ms),
+            ("idle_timeout_ms", limits.idle_timeout_ms),
+            ("max_connections", limits.max_connections as u64),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(problem(field, "must be greater than 0".into()));
+            }
+        }
+        if limits.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(problem(
+                "max_connections",
+                format!("must be at most {}", tokio::sync::Semaphore::MAX_PERMITS),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A semantic problem and how to find its line: the first line containing
@@ -356,6 +430,26 @@ routes:
         assert_eq!(config.routes[0].plugins[0].on_error, OnError::FailClosed);
         assert_eq!(config.plugins.call_timeout_ms, 100);
         assert_eq!(config.upstreams["users"].timeout_ms, 30_000);
+        assert_eq!(config.limits.max_header_bytes, 64 * 1024);
+        assert_eq!(config.routes[0].max_body_bytes, None);
+    }
+
+    #[test]
+    fn bad_limit_names_the_field_and_line() {
+        let text = format!("{GOOD}limits:\n  idle_timeout_ms: 5\n  max_header_bytes: 100\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:16:"), "{err}");
+        assert!(
+            err.contains("limits.max_header_bytes: must be at least 8192"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_limit_is_refused() {
+        let text = format!("{GOOD}limits:\n  max_conections: 5\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `max_conections`"), "{err}");
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Gateway {
             routes.push(Route {
                 name: route.name.as_str().into(),
                 upstream: upstreams[&route.upstream].clone(),
-                max_body_bytes: route.max_body_bytes,
+                max_body_bytes: route.max_body_bytes.unwrap_or(config.limits.max_body_bytes),
                 chain: Chain::new(steps),
             });
         }

@@ -8,9 +8,12 @@
 //! component model, contract in `wit/`). A [`gateway::Gateway`] is one
 //! immutable generation of all that; [`reload`] builds the next one when
 //! the config or a plugin file changes and swaps it in atomically.
+//! [`limits`] bounds connections and bodies; every request is counted in
+//! [`metrics`] and logged by [`access_log`] with its [`tracecontext`] trace id.
 //!
 //! Run `examples/quickstart/wasmgate.yaml` with `make demo`; embed with [`start`].
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod catalog;
@@ -19,6 +22,7 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod plugin;
@@ -28,6 +32,7 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod telemetry;
+pub mod tracecontext;
 pub mod upstream;
 
 use crate::catalog::PluginCatalog;

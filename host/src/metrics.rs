@@ -1,50 +1,141 @@
 //! The gateway's own Prometheus series, in one process-wide registry that
 //! plugin-defined metrics join too (exported by the admin listener).
+//!
+//! Names are what `examples/grafana/wasmgate.json` queries; rename one and
+//! the dashboard test fails.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use std::sync::LazyLock;
 
-/// Counters operators alert on.
+/// Series operators graph and alert on.
 pub struct GatewayMetrics {
     pub registry: Registry,
     /// Plugin faults by plugin and kind (trap, deadline, memory, config).
     pub plugin_faults: IntCounterVec,
     /// Hot-reload attempts by result (ok, error).
     pub reloads: IntCounterVec,
+    /// Requests answered, by route and status class (`2xx`…`5xx`).
+    pub requests: IntCounterVec,
+    /// Time from request head to response head, by route.
+    pub request_duration: HistogramVec,
+    /// Time an upstream took to answer with its response head, by upstream.
+    pub upstream_duration: HistogramVec,
+    /// Wall time of one plugin hook call, by plugin and phase.
+    pub plugin_call_duration: HistogramVec,
+    /// Open client connections, by listener address.
+    pub active_connections: IntGaugeVec,
 }
+
+/// Plugin calls take microseconds; the default buckets start at 5 ms.
+const PLUGIN_CALL_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25,
+];
+
+/// The route label of a request no route matched.
+pub const NO_ROUTE: &str = "_unmatched";
 
 static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
     let registry = Registry::new();
-    let plugin_faults = IntCounterVec::new(
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("registered once");
+        vec
+    };
+    let histogram = |name: &str, help: &str, labels: &[&str], buckets: Option<&[f64]>| {
+        let mut opts = HistogramOpts::new(name, help);
+        if let Some(buckets) = buckets {
+            opts = opts.buckets(buckets.to_vec());
+        }
+        let vec = HistogramVec::new(opts, labels).expect("valid metric");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("registered once");
+        vec
+    };
+    let active_connections = IntGaugeVec::new(
         Opts::new(
-            "wasmgate_plugin_faults_total",
-            "Plugin calls that trapped, timed out or broke their memory cap",
+            "wasmgate_active_connections",
+            "Client connections currently open",
         ),
-        &["plugin", "kind"],
-    )
-    .expect("valid metric");
-    let reloads = IntCounterVec::new(
-        Opts::new(
-            "wasmgate_reloads_total",
-            "Hot-reload attempts of the config or plugin files",
-        ),
-        &["result"],
+        &["listener"],
     )
     .expect("valid metric");
     registry
-        .register(Box::new(plugin_faults.clone()))
-        .expect("registered once");
-    registry
-        .register(Box::new(reloads.clone()))
+        .register(Box::new(active_connections.clone()))
         .expect("registered once");
     GatewayMetrics {
+        plugin_faults: counter(
+            "wasmgate_plugin_faults_total",
+            "Plugin calls that trapped, timed out or broke their memory cap",
+            &["plugin", "kind"],
+        ),
+        reloads: counter(
+            "wasmgate_reloads_total",
+            "Hot-reload attempts of the config or plugin files",
+            &["result"],
+        ),
+        requests: counter(
+            "wasmgate_requests_total",
+            "Requests answered, by route and status class",
+            &["route", "status_class"],
+        ),
+        request_duration: histogram(
+            "wasmgate_request_duration_seconds",
+            "Time from request head to response head",
+            &["route"],
+            None,
+        ),
+        upstream_duration: histogram(
+            "wasmgate_upstream_duration_seconds",
+            "Time an upstream took to answer with its response head",
+            &["upstream"],
+            None,
+        ),
+        plugin_call_duration: histogram(
+            "wasmgate_plugin_call_duration_seconds",
+            "Wall time of one plugin hook call",
+            &["plugin", "phase"],
+            Some(PLUGIN_CALL_BUCKETS),
+        ),
+        active_connections,
         registry,
-        plugin_faults,
-        reloads,
     }
 });
 
 /// The process-wide metrics.
 pub fn metrics() -> &'static GatewayMetrics {
     &METRICS
+}
+
+/// `2xx`, `4xx`… for a status code.
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Counts one open connection in a gauge for as long as it lives.
+pub struct ConnectionGauge(IntGauge);
+
+impl ConnectionGauge {
+    /// Increments `gauge`; dropping the guard decrements it.
+    pub fn open(gauge: IntGauge) -> ConnectionGauge {
+        gauge.inc();
+        ConnectionGauge(gauge)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -9,12 +9,14 @@
     reason = "an `Err` here is the finished error response to send; boxing it buys nothing"
 )]
 
+use crate::access_log::{self, AnsweredBy, Entry, OutcomeCell};
 use crate::body::{boxed, full, json_error, Body};
 use crate::chain::{ChainFault, RequestOutcome};
 use crate::convert::{header_list, header_map};
 use crate::gateway::{Gateway, Route};
 use crate::plugin::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
+use crate::tracecontext::{TraceContext, TRACEPARENT};
 use crate::upstream::{send, HttpClient, UpstreamDirectory};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -22,8 +24,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpInfo;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// State shared by every connection: the current gateway generation, the
 /// upstream directory and the pooled client.
@@ -37,12 +42,14 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Serves one client request to completion; never fails (errors become JSON responses).
+/// Serves one client request to completion; never fails (errors become JSON
+/// responses). Every request gets an access-log line and is counted.
 pub async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
     client: SocketAddr,
 ) -> Response<Body> {
+    let started = Instant::now();
     let gateway = shared.gateway.load_full();
     let request_id = request
         .headers()
@@ -51,23 +58,31 @@ pub async fn handle(
         .unwrap_or_else(|| {
             HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII")
         });
+    let trace = TraceContext::from_headers(request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let outcome = OutcomeCell::default();
     let host = request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    let mut response = match gateway.route(
+    let route = gateway.route(
         request.method(),
         host,
         request.uri().path(),
         request.headers(),
-    ) {
+    );
+    let mut response = match route {
         Some(route) => {
             let proxy = Proxy {
                 client: &shared.client,
                 route,
                 client_addr: client,
                 request_id: &request_id,
+                trace: &trace,
+                outcome: &outcome,
+                body_limit_hit: Arc::default(),
             };
             proxy.serve(request).await
         }
@@ -77,6 +92,17 @@ pub async fn handle(
             "no route matches this request",
         ),
     };
+    access_log::record(Entry {
+        route: route.map(|r| &*r.name),
+        method: &method,
+        path: &path,
+        status: response.status(),
+        duration: started.elapsed(),
+        client,
+        request_id: request_id.to_str().unwrap_or_default(),
+        trace_id: &trace.trace_id_hex(),
+        outcome: outcome.take(),
+    });
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
@@ -87,14 +113,23 @@ struct Proxy<'a> {
     route: &'a Route,
     client_addr: SocketAddr,
     request_id: &'a HeaderValue,
+    trace: &'a TraceContext,
+    /// Who answered and from where, for the access log.
+    outcome: &'a OutcomeCell,
+    /// The client sent more body than the route allows.
+    body_limit_hit: Arc<AtomicBool>,
 }
 
 impl Proxy<'_> {
     async fn serve(&self, request: Request<Incoming>) -> Response<Body> {
         let (mut parts, body) = request.into_parts();
+        let limit = self.route.max_body_bytes;
+        if crate::limits::declared_too_large(&parts.headers, limit) {
+            return body_too_large(limit);
+        }
         self.prepare_upstream_headers(&mut parts.headers, parts.uri.authority());
         if self.route.chain.is_empty() {
-            let upstream_request = Request::from_parts(parts, boxed(body));
+            let upstream_request = Request::from_parts(parts, self.capped(body));
             return match self.forward(upstream_request).await {
                 Ok(response) => response.map(boxed),
                 Err(error) => error,
@@ -132,9 +167,16 @@ impl Proxy<'_> {
         };
         let mut context = RequestContext::new();
         let (response, ran) = match chain.on_request(&mut request, &mut context).await {
-            RequestOutcome::Failed(fault) => return plugin_failure(&fault),
-            RequestOutcome::Respond { response, ran } => (response, ran),
+            RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
+            RequestOutcome::Respond { response, ran } => {
+                self.outcome.update(|o| {
+                    o.answered_by = AnsweredBy::Plugin;
+                    o.plugin = Some(chain.steps()[ran].pool.name().to_string());
+                });
+                (response, ran)
+            }
             RequestOutcome::Forward { ran } => {
+                let stream = stream.map(|body| self.capped(body));
                 let upstream_request = match rebuild_request(&parts.method, request, stream) {
                     Ok(r) => r,
                     Err(error) => return error,
@@ -156,7 +198,7 @@ impl Proxy<'_> {
             .on_response(ran, &self.route.name, &mut response, &mut context)
             .await
         {
-            return plugin_failure(&fault);
+            return self.plugin_failure(&fault);
         }
         plugin_response(response)
     }
@@ -173,7 +215,10 @@ impl Proxy<'_> {
         let (buffered, stream) = if self.route.chain.wants_response_body {
             match read_limited(body, self.route.max_body_bytes).await {
                 Ok(bytes) => (Some(bytes.to_vec()), None),
-                Err(response) => return response,
+                Err(response) => {
+                    self.outcome.update(|o| o.answered_by = AnsweredBy::Gateway);
+                    return response;
+                }
             }
         } else {
             (None, Some(body))
@@ -189,7 +234,7 @@ impl Proxy<'_> {
             .on_response(ran, &self.route.name, &mut response, context)
             .await
         {
-            return plugin_failure(&fault);
+            return self.plugin_failure(&fault);
         }
         match (response.body.is_some(), stream) {
             (false, Some(stream)) => {
@@ -207,10 +252,30 @@ impl Proxy<'_> {
         mut request: Request<Body>,
     ) -> Result<Response<Incoming>, Response<Body>> {
         *request.version_mut() = Version::HTTP_11;
-        match send(self.client, &self.route.upstream, request, None).await {
+        let upstream = &self.route.upstream;
+        self.outcome
+            .update(|o| o.upstream = Some(upstream.name.clone()));
+        let started = Instant::now();
+        let sent = send(self.client, upstream, request, None).await;
+        crate::metrics::metrics()
+            .upstream_duration
+            .with_label_values(&[upstream.name.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        match sent {
             Ok(mut response) => {
                 strip_hop_by_hop(response.headers_mut());
+                let target = response
+                    .extensions()
+                    .get::<HttpInfo>()
+                    .map(|i| i.remote_addr());
+                self.outcome.update(|o| {
+                    o.answered_by = AnsweredBy::Upstream;
+                    o.upstream_target = target;
+                });
                 Ok(response)
+            }
+            Err(_) if self.body_limit_hit.load(Ordering::Relaxed) => {
+                Err(body_too_large(self.route.max_body_bytes))
             }
             Err(error) => {
                 tracing::warn!(route = %self.route.name, request_id = ?self.request_id, "{error}");
@@ -247,6 +312,21 @@ impl Proxy<'_> {
         }
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(REQUEST_ID, self.request_id.clone());
+        headers.insert(TRACEPARENT, self.trace.header_value());
+    }
+
+    /// The client's body as streamed upstream, cut off past the route's limit.
+    fn capped(&self, body: Incoming) -> Body {
+        crate::limits::capped(body, self.route.max_body_bytes, self.body_limit_hit.clone())
+    }
+
+    /// 500 JSON for a fail-closed plugin fault, noted for the access log.
+    fn plugin_failure(&self, fault: &ChainFault) -> Response<Body> {
+        self.outcome.update(|o| {
+            o.answered_by = AnsweredBy::PluginFault;
+            o.plugin = Some(fault.plugin.clone());
+        });
+        plugin_failure(fault)
     }
 }
 
@@ -255,7 +335,7 @@ impl Proxy<'_> {
 fn rebuild_request(
     method: &Method,
     request: PluginRequest,
-    stream: Option<Incoming>,
+    stream: Option<Body>,
 ) -> Result<Request<Body>, Response<Body>> {
     let path_and_query = match &request.query {
         Some(query) => format!("{}?{query}", request.path),
@@ -275,7 +355,7 @@ fn rebuild_request(
             headers.remove(header::TRANSFER_ENCODING);
             full(bytes)
         }
-        (None, Some(stream)) => boxed(stream),
+        (None, Some(stream)) => stream,
         (None, None) => crate::body::empty(),
     };
     let mut upstream = Request::new(body);
@@ -289,17 +369,22 @@ fn rebuild_request(
 async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            &format!("body exceeds the route's limit of {limit} bytes"),
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
         Err(e) => Err(json_error(
             StatusCode::BAD_REQUEST,
             "body_unreadable",
             &format!("cannot read body: {e}"),
         )),
     }
+}
+
+/// 413 JSON: the body is larger than the route allows.
+fn body_too_large(limit: usize) -> Response<Body> {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        &format!("body exceeds the route's limit of {limit} bytes"),
+    )
 }
 
 /// A plugin-produced (or plugin-edited) response as an HTTP response.

@@ -13,6 +13,7 @@ mod faults;
 mod hmac_signature;
 mod ip_filter;
 mod jwt_auth;
+mod limits;
 mod polyglot;
 mod protocol;
 mod rate_limit;

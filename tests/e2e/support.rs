@@ -229,3 +229,75 @@ impl HttpClient {
 pub fn get_client() -> HttpClient {
     HttpClient::http1()
 }
+
+/// The admin listener's `/metrics` text.
+pub async fn scrape_metrics(gw: &TestGateway) -> String {
+    let admin = gw.gateway.admin_address.expect("admin listener bound");
+    let reply = get_client()
+        .get(&format!("http://{admin}/metrics"), &[])
+        .await;
+    assert_eq!(reply.status, 200);
+    String::from_utf8(reply.body.to_vec()).expect("metrics are text")
+}
+
+/// The value of series `name{labels}` in Prometheus text (labels in any order).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sorted = labels.to_vec();
+    sorted.sort();
+    let labels = sorted
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let series = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map(|value| value.trim().parse().expect("a numeric sample"))
+}
+
+/// One HTTP/1.1 response read off a raw socket: status and body (by
+/// `Content-Length`). `None` if the connection closed before a whole head.
+pub async fn read_raw_response(stream: &mut tokio::net::TcpStream) -> Option<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&data[head_end..head_end + length]).to_string();
+    Some((status, body))
+}
+
+/// Resolves once the peer closes `stream` (EOF or reset), discarding
+/// anything it sends first; wrap it in a timeout.
+pub async fn closed_by_peer(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    while let Ok(1..) = stream.read(&mut chunk).await {}
+}

@@ -1,0 +1,204 @@
+//! The `limits:` of the config applied to connections and request bodies:
+//! hyper's own knobs for header size and header read timeout, an idle
+//! watch per connection, and the body cap every request streams through.
+
+use crate::body::{Body, BoxError};
+use crate::config::Limits;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A connection builder enforcing `limits` on HTTP/1.1 and HTTP/2.
+pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // hyper answers 431 when the head outgrows its read buffer.
+        .max_buf_size(limits.max_header_bytes)
+        // Closes a connection whose request head is not complete in time.
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Counts the requests in flight on one connection, so an idle connection
+/// can be told from a busy one (a slow upstream is not idleness).
+#[derive(Clone)]
+pub struct InFlight(Arc<watch::Sender<Requests>>);
+
+/// Requests of one connection: in flight now, and started so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Requests {
+    pub in_flight: usize,
+    pub started: u64,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight(Arc::new(watch::Sender::new(Requests::default())))
+    }
+}
+
+impl InFlight {
+    /// Marks a request as started; it ends when the guard is dropped.
+    pub fn start(&self) -> RequestGuard {
+        self.0.send_modify(|r| {
+            r.in_flight += 1;
+            r.started += 1;
+        });
+        RequestGuard(self.0.clone())
+    }
+
+    /// Resolves once the connection is idle: no first request within
+    /// `first` (covers clients that send nothing, on HTTP/1.1 and HTTP/2),
+    /// or later no request in flight for `idle`.
+    pub async fn idle(&self, first: Duration, idle: Duration) {
+        let mut changes = self.0.subscribe();
+        let first_request = changes.wait_for(|r| r.started > 0);
+        if tokio::time::timeout(first, first_request).await.is_err() {
+            return;
+        }
+        loop {
+            if changes.wait_for(|r| r.in_flight == 0).await.is_err() {
+                return;
+            }
+            if tokio::time::timeout(idle, changes.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One request in flight; see [`InFlight::start`].
+pub struct RequestGuard(Arc<watch::Sender<Requests>>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|r| r.in_flight -= 1);
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent.
+pub fn hold_until_sent(
+    response: http::Response<Body>,
+    guard: RequestGuard,
+) -> http::Response<Body> {
+    response.map(|inner| {
+        GuardedBody {
+            inner,
+            _guard: guard,
+        }
+        .boxed()
+    })
+}
+
+struct GuardedBody {
+    inner: Body,
+    _guard: RequestGuard,
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// True when a request declares (`Content-Length`) a body over `limit`:
+/// answer 413 without reading it.
+pub fn declared_too_large(headers: &http::HeaderMap, limit: usize) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > limit as u64)
+}
+
+/// A request body cut off after `limit` bytes. The stream then fails, which
+/// aborts the upstream request; `tripped` tells the proxy to answer 413
+/// rather than 502.
+pub fn capped<B>(body: B, limit: usize, tripped: Arc<AtomicBool>) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    Limited::new(body, limit)
+        .map_err(trip_on_overflow(tripped))
+        .boxed()
+}
+
+/// Passes errors through, setting `tripped` when one is the length limit.
+fn trip_on_overflow(tripped: Arc<AtomicBool>) -> impl FnMut(BoxError) -> BoxError {
+    move |error| {
+        if error.is::<LengthLimitError>() {
+            tripped.store(true, Ordering::Relaxed);
+        }
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_waits_for_in_flight_requests() {
+        let in_flight = InFlight::default();
+        let guard = in_flight.start();
+        let idle = Duration::from_millis(50);
+        let watch = {
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move { in_flight.idle(idle, idle).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!watch.is_finished(), "a request is in flight");
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(5), watch)
+            .await
+            .expect("idle once the request ended")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_requests_is_idle_after_first() {
+        let in_flight = InFlight::default();
+        let idle = in_flight.idle(Duration::from_millis(50), Duration::from_secs(60));
+        tokio::time::timeout(Duration::from_secs(5), idle)
+            .await
+            .expect("idle without a first request");
+    }
+
+    #[test]
+    fn declared_length_over_the_limit() {
+        let mut headers = http::HeaderMap::new();
+        assert!(!declared_too_large(&headers, 10));
+        headers.insert(http::header::CONTENT_LENGTH, "11".parse().unwrap());
+        assert!(declared_too_large(&headers, 10));
+        assert!(!declared_too_large(&headers, 11));
+    }
+}
