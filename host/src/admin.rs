@@ -3,14 +3,18 @@
 //!
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /healthz`: the process is up.
-//! - `GET /readyz`: a config and its plugins are loaded and serving.
+//! - `GET /readyz`: a config and its plugins are loaded and serving, and
+//!   every upstream has at least one healthy target (503 otherwise).
 //! - `GET /admin/routes`: the serving routes as JSON.
 //! - `GET /admin/plugins`: each loaded plugin's hash, size, contract version,
 //!   load time and last reload error, as JSON.
+//! - `GET /admin/upstreams`: each upstream's balancing, circuit state and
+//!   targets (weight, healthy, ejected, in flight), as JSON.
 
 use crate::body::{full, json_error, Body};
 use crate::proxy::Shared;
 use crate::reload::Reloader;
+use crate::upstream;
 use http::{Method, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -58,9 +62,13 @@ async fn answer(
         );
     }
     match path {
-        "/metrics" => metrics(),
+        "/metrics" => {
+            upstream::report::refresh(&shared.upstreams);
+            metrics()
+        }
         "/healthz" => json(json!({"status": "ok"})),
-        "/readyz" => json(json!({"status": "ready", "routes": shared.gateway.load().routes.len()})),
+        "/readyz" => ready(shared),
+        "/admin/upstreams" => json(upstream::report::json(&shared.upstreams)),
         "/admin/routes" => routes(shared),
         "/admin/plugins" => plugins(reloader).await,
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
@@ -72,6 +80,21 @@ fn json(value: serde_json::Value) -> Response<Body> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(full(value.to_string()))
         .expect("static response parts are valid")
+}
+
+/// Ready when every upstream has a target that may get traffic.
+fn ready(shared: &Shared) -> Response<Body> {
+    let unhealthy = upstream::report::unready(&shared.upstreams);
+    let routes = shared.gateway.load().routes.len();
+    let mut response = json(if unhealthy.is_empty() {
+        json!({"status": "ready", "routes": routes})
+    } else {
+        json!({"status": "not_ready", "routes": routes, "unhealthy_upstreams": unhealthy})
+    });
+    if !unhealthy.is_empty() {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 fn metrics() -> Response<Body> {

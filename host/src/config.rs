@@ -4,6 +4,12 @@
 //! default. Errors carry the file and the line they point at, so
 //! `wasmgate validate` can say exactly where a config is wrong.
 
+mod resilience;
+
+pub use resilience::{
+    BalanceStrategy, CircuitBreakerConfig, HealthCheckConfig, PassiveHealthConfig,
+    RetryBudgetConfig, RetryConfig, TargetConfig,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -126,19 +132,43 @@ impl Default for Limits {
 /// The smallest `max_header_bytes` hyper's HTTP/1 parser accepts.
 pub const MIN_HEADER_BYTES: usize = 8192;
 
-/// A named group of interchangeable servers, balanced round-robin.
+/// A named group of interchangeable servers and how to call them
+/// (see [`resilience`] for balancing, health, breaker and retries).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `host:port` of each server.
-    pub targets: Vec<String>,
-    /// Whole-request timeout (connect to last response header); 504 when hit.
+    /// Each server: `host:port` or `{ address: host:port, weight: N }`.
+    pub targets: Vec<TargetConfig>,
+    /// Whole-request timeout (connect to last response header, retries
+    /// included); 504 when hit. A route may override it.
     #[serde(default = "default_upstream_timeout_ms")]
     pub timeout_ms: u64,
+    /// TCP connect timeout per attempt; a route may override it.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How targets are picked; a route may override it.
+    #[serde(default)]
+    pub balance: BalanceStrategy,
+    /// Active health checks; none by default.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Ejection of targets whose requests keep failing; none by default.
+    #[serde(default)]
+    pub passive_health: Option<PassiveHealthConfig>,
+    /// Fail fast with 503 while the upstream keeps failing; none by default.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Cap on the retries routes send here.
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
 }
 
 fn default_upstream_timeout_ms() -> u64 {
     30_000
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
 }
 
 /// A route: what it matches, where it goes, and the plugins it runs.
@@ -158,6 +188,18 @@ pub struct RouteConfig {
     /// The ordered plugin chain.
     #[serde(default)]
     pub plugins: Vec<PluginEntry>,
+    /// Overrides the upstream's `balance` for this route.
+    #[serde(default)]
+    pub balance: Option<BalanceStrategy>,
+    /// Overrides the upstream's whole-request `timeout_ms` for this route.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Overrides the upstream's `connect_timeout_ms` for this route.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Retries on connect failure and (idempotent methods) 5xx; none by default.
+    #[serde(default)]
+    pub retries: Option<RetryConfig>,
 }
 
 /// What a request must look like for a route to match. Empty matches everything.
@@ -266,7 +308,7 @@ impl Config {
                     format!("upstream `{name}` has no targets"),
                 ));
             }
-            for target in &upstream.targets {
+            for target in upstream.targets.iter().map(|t| &t.address) {
                 if target.parse::<http::uri::Authority>().is_err() || !target.contains(':') {
                     return Err(problem(
                         &anchor,
@@ -275,6 +317,8 @@ impl Config {
                     ));
                 }
             }
+            resilience::check_upstream(name, upstream)
+                .map_err(|(field, message)| problem(&anchor, Some(&field), message))?;
         }
         let mut seen = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
@@ -299,6 +343,7 @@ impl Config {
                     ),
                 ));
             }
+            resilience::check_route(route).map_err(|(field, msg)| here(Some(&field), msg))?;
             let m = &route.matcher;
             if m.path.is_some() && m.path_prefix.is_some() {
                 return Err(here(
@@ -466,6 +511,45 @@ routes:
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("gw.yaml:10:"), "{err}");
         assert!(err.contains("upstream `orders` is not defined"), "{err}");
+    }
+
+    #[test]
+    fn targets_take_weights_and_resilience_knobs_default_off() {
+        let text = GOOD.replace(
+            "targets: [127.0.0.1:9001]",
+            "targets: [127.0.0.1:9001, { address: '127.0.0.1:9002', weight: 3 }]",
+        );
+        let config = parse(&text).unwrap();
+        let users = &config.upstreams["users"];
+        assert_eq!(users.targets[0].weight, 1);
+        assert_eq!(users.targets[1].address, "127.0.0.1:9002");
+        assert_eq!(users.targets[1].weight, 3);
+        assert_eq!(users.balance, BalanceStrategy::RoundRobin);
+        assert!(users.health_check.is_none() && users.circuit_breaker.is_none());
+        assert!(config.routes[0].retries.is_none());
+    }
+
+    #[test]
+    fn bad_resilience_values_name_the_line() {
+        let text = GOOD.replace(
+            "targets: [127.0.0.1:9001]",
+            "targets: [127.0.0.1:9001]\n    circuit_breaker:\n      failure_ratio: 1.5",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:8:"), "{err}");
+        assert!(err.contains("failure_ratio 1.5 must be in (0, 1]"), "{err}");
+        let text = GOOD.replace(
+            "targets: [127.0.0.1:9001]",
+            "targets: [{ address: '127.0.0.1:9001', wieght: 2 }]",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `wieght`"), "{err}");
+        let text = GOOD.replace(
+            "    upstream: users",
+            "    upstream: users\n    balance: random",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `random`"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::chain::{Chain, Step};
 use crate::config::Config;
 use crate::plugin::{PluginError, PluginLimits, PluginRuntime};
 use crate::router::Router;
-use crate::upstream::Upstream;
+use crate::upstream::{CallPolicy, Upstream};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct Gateway {
 pub struct Route {
     pub name: Arc<str>,
     pub upstream: Arc<Upstream>,
+    /// How this route calls its upstream: timeouts, retries, balancing.
+    pub call: CallPolicy,
     pub max_body_bytes: usize,
     pub chain: Chain,
 }
@@ -70,10 +72,15 @@ impl Gateway {
                     on_error: entry.on_error,
                 });
             }
+            let upstream = upstreams[&route.upstream].clone();
+            let max_body_bytes = route
+                .max_body_bytes
+                .unwrap_or(config.limits.max_body_bytes);
             routes.push(Route {
                 name: route.name.as_str().into(),
-                upstream: upstreams[&route.upstream].clone(),
-                max_body_bytes: route.max_body_bytes.unwrap_or(config.limits.max_body_bytes),
+                call: CallPolicy::for_route(route, &upstream, max_body_bytes),
+                upstream,
+                max_body_bytes,
                 chain: Chain::new(steps),
             });
         }

@@ -169,7 +169,7 @@ async fn run(config: &Path) -> anyhow::Result<()> {
 async fn start_demo_upstreams(config: &Path) -> anyhow::Result<()> {
     let parsed = wasmgate::config::Config::load(config)?;
     for (name, upstream) in &parsed.upstreams {
-        for target in &upstream.targets {
+        for target in upstream.targets.iter().map(|t| &t.address) {
             let listener = tokio::net::TcpListener::bind(target)
                 .await
                 .with_context(|| format!("demo upstream `{name}` cannot listen on {target}"))?;

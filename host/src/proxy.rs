@@ -17,7 +17,7 @@ use crate::gateway::{Gateway, Route};
 use crate::plugin::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
 use crate::tracecontext::{TraceContext, TRACEPARENT};
-use crate::upstream::{send, HttpClient, UpstreamDirectory};
+use crate::upstream::{call, HttpClient, UpstreamDirectory};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -246,7 +246,8 @@ impl Proxy<'_> {
         }
     }
 
-    /// Sends the request to the route's upstream; errors become 502/504 JSON.
+    /// Sends the request to the route's upstream under the route's call
+    /// policy; errors become JSON (502/503/504, see `UpstreamError::status`).
     async fn forward(
         &self,
         mut request: Request<Body>,
@@ -256,7 +257,7 @@ impl Proxy<'_> {
         self.outcome
             .update(|o| o.upstream = Some(upstream.name.clone()));
         let started = Instant::now();
-        let sent = send(self.client, upstream, request, None).await;
+        let sent = call(self.client, upstream, &self.route.call, request).await;
         crate::metrics::metrics()
             .upstream_duration
             .with_label_values(&[upstream.name.as_str()])
@@ -279,12 +280,7 @@ impl Proxy<'_> {
             }
             Err(error) => {
                 tracing::warn!(route = %self.route.name, request_id = ?self.request_id, "{error}");
-                let code = if error.status() == StatusCode::GATEWAY_TIMEOUT {
-                    "upstream_timeout"
-                } else {
-                    "upstream_unreachable"
-                };
-                Err(json_error(error.status(), code, &error.to_string()))
+                Err(json_error(error.status(), error.code(), &error.to_string()))
             }
         }
     }

@@ -1,60 +1,207 @@
-//! Upstreams: named groups of servers, balanced round-robin, reached through
-//! one pooled keep-alive client.
+//! Upstreams: named groups of servers reached through one pooled keep-alive
+//! client, and how a request gets to one of them.
+//!
+//! [`call`] is that way: pick a healthy target ([`balancer`], [`health`]),
+//! ask the upstream's circuit breaker ([`breaker`]), send under the route's
+//! connect and whole-request timeouts ([`connect`]), count the outcome for
+//! passive health and the breaker, and retry a connect failure or an
+//! idempotent 5xx on another target while the upstream's [`retry`] budget
+//! allows. [`report`] shows all that to operators.
 
-use crate::body::Body;
-use crate::config::UpstreamConfig;
+mod balancer;
+mod breaker;
+mod connect;
+mod health;
+pub mod report;
+mod retry;
+
+pub use balancer::Balancer;
+pub use breaker::CircuitState;
+
+use crate::body::{full, Body};
+use crate::config::{
+    BalanceStrategy, HealthCheckConfig, PassiveHealthConfig, RetryConfig, RouteConfig,
+    UpstreamConfig,
+};
 use arc_swap::ArcSwap;
+use balancer::Weighed;
+use breaker::Breaker;
+use bytes::Bytes;
+use connect::TimedConnector;
+use health::TargetHealth;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use retry::{Failure, RetryBudget};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// The pooled HTTP client shared by proxying and plugins' outbound calls.
-pub type HttpClient = Client<HttpConnector, Body>;
+/// The pooled HTTP client shared by proxying, plugins' outbound calls and
+/// health checks.
+pub type HttpClient = Client<TimedConnector<HttpConnector>, Body>;
 
-/// Builds the shared client: keep-alive pool, no Nagle delay.
+/// Connect timeout of a connection opened outside any route's call.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds the shared client: keep-alive pool, no Nagle delay, per-request
+/// connect timeout.
 pub fn http_client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .build(TimedConnector::new(connector, DEFAULT_CONNECT_TIMEOUT))
 }
 
-/// A named group of interchangeable servers.
+/// One server of an upstream and what the gateway knows about it.
+#[derive(Debug)]
+pub struct Target {
+    pub authority: Authority,
+    pub weight: u32,
+    /// Requests sent and not yet answered (response headers), for `least_request`.
+    outstanding: AtomicUsize,
+    pub health: TargetHealth,
+}
+
+impl Weighed for Target {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+    fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+}
+
+/// A named group of interchangeable servers, with its health, breaker and
+/// retry budget. Lives as long as its gateway generation.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    targets: Vec<Authority>,
-    next: AtomicUsize,
+    pub targets: Vec<Target>,
+    balancer: Balancer,
     pub timeout: Duration,
+    pub connect_timeout: Duration,
+    health_check: Option<HealthCheckConfig>,
+    passive: Option<PassiveHealthConfig>,
+    breaker: Option<Breaker>,
+    budget: RetryBudget,
 }
 
 impl Upstream {
     /// An upstream from its (already validated) config.
     pub fn new(name: &str, config: &UpstreamConfig) -> Upstream {
+        let targets: Vec<Target> = config
+            .targets
+            .iter()
+            .filter_map(|t| {
+                Some(Target {
+                    authority: t.address.parse().ok()?,
+                    weight: t.weight.max(1),
+                    outstanding: AtomicUsize::new(0),
+                    health: TargetHealth::default(),
+                })
+            })
+            .collect();
         Upstream {
             name: name.to_string(),
-            targets: config
-                .targets
-                .iter()
-                .filter_map(|t| t.parse().ok())
-                .collect(),
-            next: AtomicUsize::new(0),
+            balancer: Balancer::new(config.balance, targets.len()),
+            targets,
             timeout: Duration::from_millis(config.timeout_ms),
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            health_check: config.health_check.clone(),
+            passive: config.passive_health.clone(),
+            breaker: config.circuit_breaker.clone().map(Breaker::new),
+            budget: RetryBudget::new(&config.retry_budget),
         }
     }
 
-    /// The next target, round-robin.
-    pub fn pick(&self) -> &Authority {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.targets[i % self.targets.len()]
+    /// A healthy target not in `tried` (or, failing that, any healthy one),
+    /// by `balancer` or the upstream's own.
+    fn pick(&self, balancer: Option<&Balancer>, tried: &[usize]) -> Option<usize> {
+        let balancer = balancer.unwrap_or(&self.balancer);
+        let healthy = |i: usize| self.targets[i].health.is_healthy();
+        if let (BalanceStrategy::RoundRobin, Some(&last)) = (balancer.strategy, tried.last()) {
+            // A retry takes the next target without consuming a turn, so a
+            // failing target does not shift the rotation onto itself.
+            let n = self.targets.len();
+            let next = |untried: bool| {
+                (1..=n)
+                    .map(|k| (last + k) % n)
+                    .find(|&i| healthy(i) && !(untried && tried.contains(&i)))
+            };
+            return next(true).or_else(|| next(false));
+        }
+        balancer
+            .pick(&self.targets, |i| healthy(i) && !tried.contains(&i))
+            .or_else(|| balancer.pick(&self.targets, healthy))
+    }
+
+    /// Whether at least one target may get traffic.
+    pub fn has_healthy_target(&self) -> bool {
+        self.targets.iter().any(|t| t.health.is_healthy())
+    }
+
+    /// The breaker's state (closed when there is no breaker).
+    pub fn circuit_state(&self) -> CircuitState {
+        self.breaker
+            .as_ref()
+            .map_or(CircuitState::Closed, Breaker::state)
+    }
+}
+
+/// How one route calls its upstream: timeouts, retries and, when the route
+/// overrides it, its own balancer.
+#[derive(Debug)]
+pub struct CallPolicy {
+    /// Whole-request deadline, retries included.
+    pub timeout: Duration,
+    /// Per-attempt connect timeout.
+    pub connect_timeout: Duration,
+    pub retries: Option<RetryConfig>,
+    /// Largest body kept to replay on a retry; larger bodies stream once.
+    pub replay_limit: usize,
+    balancer: Option<Balancer>,
+}
+
+impl CallPolicy {
+    /// The policy of `route` (validated) on `upstream`; bodies up to
+    /// `max_body_bytes` are kept for retries.
+    pub fn for_route(
+        route: &RouteConfig,
+        upstream: &Upstream,
+        max_body_bytes: usize,
+    ) -> CallPolicy {
+        CallPolicy {
+            timeout: route
+                .timeout_ms
+                .map_or(upstream.timeout, Duration::from_millis),
+            connect_timeout: route
+                .connect_timeout_ms
+                .map_or(upstream.connect_timeout, Duration::from_millis),
+            retries: route.retries.clone().filter(|r| r.attempts > 0),
+            replay_limit: max_body_bytes,
+            balancer: route
+                .balance
+                .filter(|b| *b != upstream.balancer.strategy)
+                .map(|b| Balancer::new(b, upstream.targets.len())),
+        }
+    }
+
+    /// The upstream's own defaults, no retries.
+    pub fn of(upstream: &Upstream) -> CallPolicy {
+        CallPolicy {
+            timeout: upstream.timeout,
+            connect_timeout: upstream.connect_timeout,
+            retries: None,
+            replay_limit: 0,
+            balancer: None,
+        }
     }
 }
 
@@ -68,33 +215,193 @@ pub enum UpstreamError {
         target: String,
         timeout: Duration,
     },
+    #[error("upstream `{upstream}` ({target}) did not accept a connection within {timeout:?}")]
+    ConnectTimeout {
+        upstream: String,
+        target: String,
+        timeout: Duration,
+    },
     #[error("upstream `{upstream}` ({target}) is unreachable: {message}")]
     Unreachable {
         upstream: String,
         target: String,
         message: String,
     },
+    #[error("upstream `{upstream}` is failing; its circuit breaker is open")]
+    CircuitOpen { upstream: String },
+    #[error("upstream `{upstream}` has no healthy target")]
+    NoHealthyTarget { upstream: String },
+    #[error("cannot read the request body: {message}")]
+    RequestBody { message: String },
 }
 
 impl UpstreamError {
-    /// The status the client gets: 504 for a timeout, 502 otherwise.
+    /// The status the client gets: 504 for a timeout, 503 while the gateway
+    /// refuses to send, 400 for an unreadable body, 502 otherwise.
     pub fn status(&self) -> http::StatusCode {
         match self {
-            UpstreamError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Timeout { .. } | UpstreamError::ConnectTimeout { .. } => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
+            UpstreamError::CircuitOpen { .. } | UpstreamError::NoHealthyTarget { .. } => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
+            UpstreamError::RequestBody { .. } => http::StatusCode::BAD_REQUEST,
             UpstreamError::Unreachable { .. } => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The `code` of the JSON error response.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UpstreamError::Timeout { .. } => "upstream_timeout",
+            UpstreamError::ConnectTimeout { .. } => "upstream_connect_timeout",
+            UpstreamError::Unreachable { .. } => "upstream_unreachable",
+            UpstreamError::CircuitOpen { .. } => "circuit_open",
+            UpstreamError::NoHealthyTarget { .. } => "no_healthy_upstream",
+            UpstreamError::RequestBody { .. } => "body_unreadable",
         }
     }
 }
 
-/// Sends `request` (whose URI holds only path and query) to the next target
-/// of `upstream`, under the upstream's timeout.
+/// Sends `request` (whose URI holds only path and query) to `upstream` with
+/// its default policy (no retries); `timeout` overrides the upstream's.
+/// What plugins' outbound calls use.
 pub async fn send(
     client: &HttpClient,
     upstream: &Upstream,
-    mut request: http::Request<Body>,
+    request: http::Request<Body>,
     timeout: Option<Duration>,
 ) -> Result<http::Response<Incoming>, UpstreamError> {
-    let target = upstream.pick().clone();
+    let mut policy = CallPolicy::of(upstream);
+    if let Some(timeout) = timeout {
+        policy.timeout = timeout;
+    }
+    call(client, upstream, &policy, request).await
+}
+
+/// Sends `request` (whose URI holds only path and query) to `upstream` under
+/// `policy`: balancing over healthy targets, breaker, timeouts, retries. A
+/// 5xx that is not retried is returned as a response.
+pub async fn call(
+    client: &HttpClient,
+    upstream: &Upstream,
+    policy: &CallPolicy,
+    request: http::Request<Body>,
+) -> Result<http::Response<Incoming>, UpstreamError> {
+    upstream.budget.deposit();
+    let deadline = Instant::now() + policy.timeout;
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let (mut first_body, replay) = match &policy.retries {
+        Some(_) => match replayable(body, policy.replay_limit).await? {
+            Ok(bytes) => (None, Some(bytes)),
+            Err(stream) => (Some(stream), None),
+        },
+        None => (Some(body), None),
+    };
+    let mut template = Some(parts);
+    let mut tried = Vec::new();
+    loop {
+        let index = upstream
+            .pick(policy.balancer.as_ref(), &tried)
+            .ok_or_else(|| UpstreamError::NoHealthyTarget {
+                upstream: upstream.name.clone(),
+            })?;
+        if upstream.breaker.as_ref().is_some_and(|b| !b.admit()) {
+            return Err(UpstreamError::CircuitOpen {
+                upstream: upstream.name.clone(),
+            });
+        }
+        let target = &upstream.targets[index];
+        let request = match (&replay, first_body.take()) {
+            (Some(bytes), _) => copy_request(
+                template.as_ref().expect("kept for replays"),
+                full(bytes.clone()),
+            ),
+            (None, Some(body)) => {
+                http::Request::from_parts(template.take().expect("one attempt"), body)
+            }
+            (None, None) => unreachable!("without a replayable body there is one attempt"),
+        };
+        let outcome = attempt(client, upstream, target, request, policy, deadline).await;
+        let failure = match &outcome {
+            Ok(response) if response.status().is_server_error() => Some(Failure::ServerError),
+            Ok(_) => None,
+            Err((_, failure)) => Some(*failure),
+        };
+        target
+            .health
+            .record_request(failure.is_none(), upstream.passive.as_ref());
+        if let Some(breaker) = &upstream.breaker {
+            breaker.record(failure.is_none());
+        }
+        let retry = match (failure, &policy.retries) {
+            (Some(failure), Some(retries)) => {
+                replay.is_some()
+                    && (tried.len() as u32) < retries.attempts
+                    && retry::retryable(retries, &method, failure)
+                    && Instant::now() < deadline
+                    && upstream.budget.withdraw()
+            }
+            _ => false,
+        };
+        if !retry {
+            return outcome.map_err(|(error, _)| error);
+        }
+        tracing::debug!(upstream = %upstream.name, target = %target.authority, ?failure, "retrying");
+        tried.push(index);
+    }
+}
+
+/// The body as bytes when it is small enough to send again, else the stream.
+async fn replayable(body: Body, limit: usize) -> Result<Result<Bytes, Body>, UpstreamError> {
+    if body.is_end_stream() {
+        return Ok(Ok(Bytes::new()));
+    }
+    // The upper bound is a declared length the body is held to, so it is safe
+    // to trust here.
+    match body.size_hint().upper() {
+        Some(n) if n <= limit as u64 => {
+            body.collect()
+                .await
+                .map(|b| Ok(b.to_bytes()))
+                .map_err(|e| UpstreamError::RequestBody {
+                    message: e.to_string(),
+                })
+        }
+        _ => Ok(Err(body)),
+    }
+}
+
+/// A fresh request with `template`'s method, URI, version and headers.
+fn copy_request(template: &http::request::Parts, body: Body) -> http::Request<Body> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = template.method.clone();
+    *request.uri_mut() = template.uri.clone();
+    *request.version_mut() = template.version;
+    *request.headers_mut() = template.headers.clone();
+    request
+}
+
+/// Counts a request as in flight to a target until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One attempt at one target; a failure says whether it may be retried.
+async fn attempt(
+    client: &HttpClient,
+    upstream: &Upstream,
+    target: &Target,
+    mut request: http::Request<Body>,
+    policy: &CallPolicy,
+    deadline: Instant,
+) -> Result<http::Response<Incoming>, (UpstreamError, Failure)> {
     let path = request
         .uri()
         .path_and_query()
@@ -102,23 +409,47 @@ pub async fn send(
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(target.clone());
+    parts.authority = Some(target.authority.clone());
     parts.path_and_query = Some(path);
     *request.uri_mut() =
         http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
-    let timeout = timeout.unwrap_or(upstream.timeout);
-    match tokio::time::timeout(timeout, client.request(request)).await {
+    target.outstanding.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight(&target.outstanding);
+    let sending = connect::with_connect_timeout(policy.connect_timeout, client.request(request));
+    let (name, address) = (upstream.name.clone(), target.authority.to_string());
+    match tokio::time::timeout_at(deadline, sending).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(UpstreamError::Unreachable {
-            upstream: upstream.name.clone(),
-            target: target.to_string(),
-            message: error_chain(&e),
-        }),
-        Err(_) => Err(UpstreamError::Timeout {
-            upstream: upstream.name.clone(),
-            target: target.to_string(),
-            timeout,
-        }),
+        Ok(Err(e)) if connect::is_connect_timeout(&e) => Err((
+            UpstreamError::ConnectTimeout {
+                upstream: name,
+                target: address,
+                timeout: policy.connect_timeout,
+            },
+            Failure::Connect,
+        )),
+        Ok(Err(e)) => {
+            let failure = if e.is_connect() {
+                Failure::Connect
+            } else {
+                Failure::Other
+            };
+            Err((
+                UpstreamError::Unreachable {
+                    upstream: name,
+                    target: address,
+                    message: error_chain(&e),
+                },
+                failure,
+            ))
+        }
+        Err(_) => Err((
+            UpstreamError::Timeout {
+                upstream: name,
+                target: address,
+                timeout: policy.timeout,
+            },
+            Failure::Other,
+        )),
     }
 }
 
@@ -147,8 +478,25 @@ impl UpstreamDirectory {
         self.current.load().get(name).cloned()
     }
 
-    /// Publishes a new set (on start and reload).
+    /// Every current upstream.
+    pub fn all(&self) -> Arc<HashMap<String, Arc<Upstream>>> {
+        self.current.load_full()
+    }
+
+    /// Publishes a new set (on start and reload) and starts its health
+    /// checks; the previous set's checks stop as its generation is dropped.
     pub fn publish(&self, upstreams: HashMap<String, Arc<Upstream>>) {
-        self.current.store(Arc::new(upstreams));
+        let checked: Vec<_> = upstreams
+            .values()
+            .filter_map(|u| Some((Arc::downgrade(u), u.health_check.clone()?)))
+            .collect();
+        if !checked.is_empty() {
+            let client = http_client();
+            for (upstream, check) in checked {
+                health::spawn_checks(upstream, check, client.clone());
+            }
+        }
+        let previous = self.current.swap(Arc::new(upstreams));
+        report::forget_removed(&previous, &self.current.load());
     }
 }

@@ -19,6 +19,7 @@ mod protocol;
 mod rate_limit;
 mod reload;
 mod request_guard;
+mod resilience;
 mod routing;
 mod security_headers;
 mod support;

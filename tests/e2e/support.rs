@@ -6,6 +6,8 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmgate::RunningGateway;
 
@@ -126,6 +128,32 @@ impl TestGateway {
             addr,
             _upstreams: vec![ta, tb],
         }
+    }
+
+    /// Starts a gateway whose config is the listener, an empty plugins dir
+    /// and `yaml` (its own `upstreams:`, `routes:`, maybe `admin:`), for
+    /// tests that bring their own upstreams (e.g. [`Backend`]s).
+    pub async fn start_config(yaml: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        let config =
+            format!("listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\n{yaml}");
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let gateway = wasmgate::start(&config_path).await.expect("gateway starts");
+        let addr = gateway.addresses[0];
+        TestGateway {
+            gateway,
+            dir,
+            addr,
+            _upstreams: Vec::new(),
+        }
+    }
+
+    /// `http://<admin address><path>`; panics without an admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.gateway.admin_address.expect("admin listener bound");
+        format!("http://{admin}{path}")
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -301,3 +329,177 @@ pub async fn closed_by_peer(stream: &mut tokio::net::TcpStream) {
     let mut chunk = [0u8; 4096];
     while let Ok(1..) = stream.read(&mut chunk).await {}
 }
+
+/// An upstream a test controls: it counts the requests it gets, answers
+/// with the status it is told (`x-echo-delay-ms` delays it), serves health
+/// probes on `GET /health`, and can be stopped and started on the same port.
+pub struct Backend {
+    pub addr: SocketAddr,
+    name: String,
+    state: Arc<BackendState>,
+    server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct BackendState {
+    hits: AtomicUsize,
+    checks: AtomicUsize,
+    /// Status of ordinary requests (0 = 200).
+    status: AtomicU16,
+    /// Status of `GET /health` (0 = 200).
+    check_status: AtomicU16,
+}
+
+impl Backend {
+    /// A backend named `name` answering 200 on a free port.
+    pub async fn start(name: &str) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = Backend {
+            addr: listener.local_addr().unwrap(),
+            name: name.to_string(),
+            state: Arc::default(),
+            server: std::sync::Mutex::new(None),
+        };
+        backend.serve(listener);
+        backend
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let task = tokio::spawn(serve_backend(
+            listener,
+            self.name.clone(),
+            self.state.clone(),
+        ));
+        *self.server.lock().unwrap() = Some(task);
+    }
+
+    /// Ordinary (non-health) requests received so far.
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Health probes received so far.
+    pub fn checks(&self) -> usize {
+        self.state.checks.load(Ordering::SeqCst)
+    }
+
+    /// Answers ordinary requests with `status` from now on.
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers health probes with `status` from now on.
+    pub fn set_check_status(&self, status: u16) {
+        self.state.check_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Closes the listener and every open connection: connects are refused.
+    pub async fn stop(&self) {
+        let task = self.server.lock().unwrap().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(task) = self.server.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+}
+
+async fn serve_backend(listener: tokio::net::TcpListener, name: String, state: Arc<BackendState>) {
+    // Connections live in this set so aborting the server closes them too.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        while connections.try_join_next().is_some() {}
+        let (name, state) = (name.clone(), state.clone());
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let (name, state) = (name.clone(), state.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(backend_answer(&name, &state, request).await)
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn backend_answer(
+    name: &str,
+    state: &BackendState,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let status = if parts.uri.path() == "/health" {
+        state.checks.fetch_add(1, Ordering::SeqCst);
+        state.check_status.load(Ordering::SeqCst)
+    } else {
+        state.hits.fetch_add(1, Ordering::SeqCst);
+        state.status.load(Ordering::SeqCst)
+    };
+    let delay = parts
+        .headers
+        .get("x-echo-delay-ms")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let reply = serde_json::json!({
+        "upstream": name,
+        "method": parts.method.as_str(),
+        "body": String::from_utf8_lossy(&body),
+    });
+    http::Response::builder()
+        .status(if status == 0 { 200 } else { status })
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(reply.to_string())))
+        .unwrap()
+}
+
+/// Polls the condition (an expression that may `.await`) every 10 ms until
+/// it holds; panics after 5 s naming `what`.
+macro_rules! eventually {
+    ($what:expr, $condition:expr) => {{
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !($condition) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not within 5 s: {}",
+                $what
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }};
+}
+pub(crate) use eventually;
