@@ -156,7 +156,7 @@ async fn run(config: &Path) -> anyhow::Result<()> {
         tracing::info!("wasmgate listening on http://{address}");
     }
     if let Some(address) = gateway.admin_address {
-        tracing::info!("admin API on http://{address} (/metrics, /healthz, /readyz, /admin/routes, /admin/plugins)");
+        tracing::info!("admin API on http://{address} (/metrics, /healthz, /readyz, /admin/routes, /admin/plugins, /admin/upstreams)");
     }
     tokio::signal::ctrl_c()
         .await

@@ -385,3 +385,11 @@ routes:
         .json();
     assert_eq!(upstreams[0]["circuit_state"], "closed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/resilience/wasmgate.yaml");
+    let gateway = wasmgate::validate(&path).await.expect("example validates");
+    assert_eq!(gateway.upstreams.len(), 2);
+}
