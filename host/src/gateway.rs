@@ -73,9 +73,7 @@ impl Gateway {
                 });
             }
             let upstream = upstreams[&route.upstream].clone();
-            let max_body_bytes = route
-                .max_body_bytes
-                .unwrap_or(config.limits.max_body_bytes);
+            let max_body_bytes = route.max_body_bytes.unwrap_or(config.limits.max_body_bytes);
             routes.push(Route {
                 name: route.name.as_str().into(),
                 call: CallPolicy::for_route(route, &upstream, max_body_bytes),
