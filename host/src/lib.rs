@@ -30,6 +30,7 @@ pub mod plugin_test;
 pub mod proxy;
 pub mod reload;
 pub mod router;
+pub mod scaffold;
 pub mod server;
 pub mod telemetry;
 pub mod tracecontext;

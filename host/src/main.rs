@@ -68,6 +68,21 @@ enum PluginCommand {
     /// Run a plugin against a YAML cases file (config, kv, fake upstreams,
     /// request, expected outcome). Exits non-zero if a case fails.
     Test { plugin: PathBuf, cases: PathBuf },
+    /// Create a plugin project (Rust, JavaScript or Python) that builds and
+    /// passes its own cases.yaml out of the box.
+    New {
+        /// The plugin's name: its folder and `.wasm` file name.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: wasmgate::scaffold::Lang,
+        /// Where to create the project folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Rust only: the wasmgate plugin SDK to depend on (the `plugin-sdk`
+        /// folder of a wasmgate checkout); default: the one this binary was built from.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -145,6 +160,22 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             if !report.success() {
                 anyhow::bail!("{} of {} cases failed", report.failed(), report.cases.len());
             }
+            Ok(())
+        }
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk_path,
+        } => {
+            let root = wasmgate::scaffold::create(&wasmgate::scaffold::NewPlugin {
+                name: &name,
+                lang,
+                dir: &dir,
+                sdk_path: sdk_path.as_deref(),
+            })?;
+            println!("created {}; build and test it with:", root.display());
+            print!("{}", wasmgate::scaffold::next_steps(lang, &root, &name));
             Ok(())
         }
     }

@@ -304,3 +304,122 @@ fn plugin_test_names_file_line_and_what_is_expected_in_a_bad_cases_file() {
         "{stderr}"
     );
 }
+
+/// Where nested builds of scaffolded projects keep their artifacts across
+/// runs, so only the first run compiles the SDK's dependencies.
+fn scaffold_target_dir() -> std::path::PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_file("target").into());
+    base.join("scaffold-tests")
+}
+
+#[test]
+fn plugin_new_rust_builds_and_passes_its_own_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "new",
+        "hello-rs",
+        "--lang",
+        "rust",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sdk-path",
+        &repo_file("plugin-sdk"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("cargo build --release"), "{stdout}");
+    let root = dir.path().join("hello-rs");
+    // The workspace's lock file pins the SDK's dependencies to the tested
+    // versions (and needs no registry index update).
+    std::fs::copy(repo_file("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+    let target = scaffold_target_dir();
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/hello_rs.wasm");
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        root.join("cases.yaml").to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.ends_with("\n3 passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn plugin_new_refuses_a_bad_name_and_an_existing_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path().to_str().unwrap();
+    let (ok, _, stderr) = wasmgate(&["plugin", "new", "Bad_Name", "--lang", "js", "--dir", at]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("plugin name `Bad_Name` must start with"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = wasmgate(&["plugin", "new", "twice", "--lang", "python", "--dir", at]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = wasmgate(&["plugin", "new", "twice", "--lang", "python", "--dir", at]);
+    assert!(!ok);
+    assert!(stderr.contains("twice already exists"), "{stderr}");
+}
+
+/// Scaffolds a JavaScript or Python plugin, builds it with its own
+/// `build.sh` (which installs the pinned toolchain: npm, pip) and runs its
+/// cases. Slow on the first run (toolchain download), like `make polyglot`.
+fn scaffold_build_and_test(name: &str, lang: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = wasmgate(&[
+        "plugin",
+        "new",
+        name,
+        "--lang",
+        lang,
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let root = dir.path().join(name);
+    let build = Command::new(root.join("build.sh"))
+        .current_dir(&root)
+        .env("PLUGIN_VENV", scaffold_target_dir().join("venv"))
+        .output()
+        .expect("build.sh runs");
+    assert!(
+        build.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = root.join(format!("{name}.wasm"));
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        root.join("cases.yaml").to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.ends_with("\n3 passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn plugin_new_js_builds_and_passes_its_own_cases() {
+    scaffold_build_and_test("hello-js", "js");
+}
+
+#[test]
+fn plugin_new_python_builds_and_passes_its_own_cases() {
+    scaffold_build_and_test("hello-py", "python");
+}
