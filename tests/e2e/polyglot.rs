@@ -209,3 +209,50 @@ async fn python_redact_masks_personal_data_in_json_bodies() {
         event.message
     );
 }
+
+const GUARD_ROUTES: &str = r#"
+routes:
+  - name: site
+    upstream: a
+    plugins:
+      - name: c-path-guard
+        config: { deny: [/admin, /.git], status: 403 }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn c_path_guard_answers_denied_prefixes_itself() {
+    let plugin = polyglot_plugin("c-path-guard.wasm");
+    let gw = TestGateway::start_with_plugins(GUARD_ROUTES, "", &[(plugin, "c-path-guard")]).await;
+    let client = get_client();
+    for path in ["/admin", "/admin/users", "/.git/config"] {
+        let reply = client.get(&gw.url(path), &[]).await;
+        assert_eq!(reply.status, 403, "{path}");
+        assert_eq!(reply.json()["code"], "path_denied", "{path}");
+        assert_eq!(
+            reply.json().get("upstream"),
+            None,
+            "{path} never reached the upstream"
+        );
+    }
+    for path in ["/", "/administrator", "/shop/admin"] {
+        let reply = client.get(&gw.url(path), &[]).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.json()["path"], path);
+    }
+
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(
+        gw.config_path(),
+        original.replace("status: 403", "status: 200"),
+    )
+    .unwrap();
+    let event = gw.next_reload_event(0).await;
+    assert!(!event.ok);
+    assert!(
+        event
+            .message
+            .contains("c-path-guard: `status` must be a number from 400 to 599"),
+        "{}",
+        event.message
+    );
+}
