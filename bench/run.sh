@@ -75,8 +75,10 @@ cat >> "$work/gateway.yaml" <<YAML
     upstream: echo
     plugins:
       - name: jwt-auth
+        allow: ['outbound:echo']
         config: { keys: [{ kid: bench, alg: RS256, pem: "$pub_pem_json" }], issuer: bench, audience: api, claims_to_headers: { sub: x-user-id }, claims_to_context: { sub: sub } }
       - name: rate-limit
+        allow: [kv]
         config: { rate: 100000000, period: 1s, burst: 100000000, key: { source: route } }
       - name: transform
         config: { request: { headers: { set: { x-user: "\${ctx.sub}" } } } }

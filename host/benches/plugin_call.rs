@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmgate::plugin::bindings::Request;
 use wasmgate::plugin::{
-    HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext,
+    Grants, HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext,
 };
 
 fn plugin_file(dir: &str, name: &str) -> PathBuf {
@@ -51,8 +51,14 @@ fn pool(
 ) -> PluginPool {
     let bytes = std::fs::read(&file).unwrap();
     let compiled = Arc::new(runtime.compile("bench", &file, &bytes).unwrap());
-    rt.block_on(runtime.pool(compiled, "bench", config.to_string(), limits))
-        .unwrap()
+    rt.block_on(runtime.pool(
+        compiled,
+        "bench",
+        config.to_string(),
+        limits,
+        Arc::new(Grants::all()),
+    ))
+    .unwrap()
 }
 
 fn request(headers: usize) -> Request {

@@ -10,6 +10,8 @@ pub use resilience::{
     BalanceStrategy, CircuitBreakerConfig, HealthCheckConfig, PassiveHealthConfig,
     RetryBudgetConfig, RetryConfig, TargetConfig,
 };
+
+use crate::plugin::grants::{BadGrant, Grants};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -232,6 +234,17 @@ pub struct PluginEntry {
     /// What a plugin fault does to the request.
     #[serde(default)]
     pub on_error: OnError,
+    /// Gated capabilities the plugin may use: `kv`, `outbound:<upstream>`,
+    /// `outbound:*`. Nothing by default.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl PluginEntry {
+    /// The entry's `allow:` list, parsed.
+    pub fn grants(&self) -> Result<Grants, BadGrant> {
+        Grants::parse(self.allow.iter().map(String::as_str))
+    }
 }
 
 /// What happens to a request when its plugin traps, times out or breaks its memory cap.
@@ -382,6 +395,8 @@ impl Config {
                         ),
                     ));
                 }
+                self.check_grants(plugin)
+                    .map_err(|(field, msg)| here(Some(&field), msg))?;
             }
         }
         Ok(())
@@ -425,6 +440,28 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// A plugin entry's `allow:` list names real capabilities and upstreams;
+    /// on error, the text to find the line by and the message.
+    fn check_grants(&self, plugin: &PluginEntry) -> Result<(), (String, String)> {
+        let name = &plugin.name;
+        let grants = plugin
+            .grants()
+            .map_err(|e| (e.entry.clone(), format!("plugin `{name}`: allow: {e}")))?;
+        let missing = grants
+            .named_upstreams()
+            .find(|u| !self.upstreams.contains_key(*u))
+            .map(str::to_string);
+        match missing {
+            Some(missing) => Err((
+                format!("outbound:{missing}"),
+                format!("plugin `{name}`: allow: `outbound:{missing}` names an upstream that is not defined"),
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -550,6 +587,26 @@ routes:
         );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("unknown variant `random`"), "{err}");
+
+    fn allow_list_is_checked() {
+        let with = |allow: &str| {
+            GOOD.replace(
+                "config: { keys: [] }",
+                &format!("config: {{ keys: [] }}\n        allow: {allow}"),
+            )
+        };
+        let config = parse(&with("[kv, 'outbound:users']")).unwrap();
+        let grants = config.routes[0].plugins[0].grants().unwrap();
+        assert!(grants.kv && grants.allows_upstream("users"));
+        let err = parse(&with("[disk]")).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:14:"), "{err}");
+        assert!(err.contains("`disk` is not a capability"), "{err}");
+        let err = parse(&with("['outbound:orders']")).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:14:"), "{err}");
+        assert!(
+            err.contains("`outbound:orders` names an upstream that is not defined"),
+            "{err}"
+        );
     }
 
     #[test]

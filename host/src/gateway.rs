@@ -64,8 +64,15 @@ impl Gateway {
                     catalog.load(runtime, &dir, &entry.name).await?;
                 }
                 let compiled = catalog.get(&entry.name).expect("loaded above").clone();
+                let grants = entry.grants().expect("checked when the config was parsed");
                 let pool = runtime
-                    .pool(compiled, &route.name, entry.config.to_string(), limits)
+                    .pool(
+                        compiled,
+                        &route.name,
+                        entry.config.to_string(),
+                        limits,
+                        Arc::new(grants),
+                    )
                     .await?;
                 steps.push(Step {
                     pool: Arc::new(pool),

@@ -14,7 +14,7 @@ const CALL_DEADLINE: &str = "  call_timeout_ms: 3000";
 /// with these aggregate calls.
 fn route(calls: &str) -> String {
     format!(
-        "routes:\n  - name: r\n    upstream: dead\n    plugins:\n      - {{ name: probe, config: {{ tag: auth, ctx_set: {{ sub: alice }} }} }}\n      - name: aggregate\n        config:\n          calls:\n{calls}"
+        "routes:\n  - name: r\n    upstream: dead\n    plugins:\n      - {{ name: probe, config: {{ tag: auth, ctx_set: {{ sub: alice }} }} }}\n      - name: aggregate\n        allow: ['outbound:*']\n        config:\n          calls:\n{calls}"
     )
 }
 

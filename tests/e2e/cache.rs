@@ -10,8 +10,10 @@ const ROUTES: &str = "routes:
     upstream: a
     plugins:
       - name: rate-limit
+        allow: [kv]
         config: { rate: 1, period: 1h, burst: 100, key: { source: route } }
       - name: cache
+        allow: [kv]
         config: { ttl_seconds: 60, vary: [accept-language] }
 ";
 

@@ -119,6 +119,7 @@ async fn signed_requests_reach_the_upstream_and_others_do_not() {
     upstream: a
     plugins:
       - name: hmac-signature
+        allow: [kv]
         config:
           keys: [{{ id: partner-a, secret: {SECRET}, consumer: acme }}]
           max_skew_secs: 60

@@ -19,7 +19,7 @@ const ROUTES: &str = "routes:
     upstream: a
     plugins:
       - { name: ip-filter, config: { allow: [203.0.113.0/24], trusted_hops: 1 } }
-      - { name: rate-limit, config: { rate: 1, period: 1h, key: { source: context, name: ip-filter.client_ip } } }
+      - { name: rate-limit, allow: [kv], config: { rate: 1, period: 1h, key: { source: context, name: ip-filter.client_ip } } }
 ";
 
 #[tokio::test(flavor = "multi_thread")]

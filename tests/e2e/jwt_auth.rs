@@ -28,12 +28,14 @@ fn routes() -> String {
     upstream: a
     plugins:
       - name: jwt-auth
+        allow: ['outbound:a']
         config: {{ {keys}, require: {{ roles: [admin] }} }}
   - name: api
     match: {{ path_prefix: / }}
     upstream: a
     plugins:
       - name: jwt-auth
+        allow: ['outbound:a']
         config: {{ {keys}, cookie: session, claims_to_headers: {{ sub: x-user-id }}, claims_to_context: {{ sub: consumer }} }}
       - {{ name: probe, config: {{ tag: after, ctx_echo: [consumer] }} }}
 "

@@ -10,7 +10,7 @@ async fn a_burst_of_n_lets_exactly_n_concurrent_clients_through() {
     const BURST: usize = 100;
     const CLIENTS: usize = 250;
     let gw = TestGateway::start(&format!(
-        "routes:\n  - name: r\n    upstream: a\n    plugins:\n      - {{ name: rate-limit, config: {{ rate: 1, period: 1h, burst: {BURST}, key: {{ source: header, name: x-bucket }} }} }}\n"
+        "routes:\n  - name: r\n    upstream: a\n    plugins:\n      - {{ name: rate-limit, allow: [kv], config: {{ rate: 1, period: 1h, burst: {BURST}, key: {{ source: header, name: x-bucket }} }} }}\n"
     ))
     .await;
     let url = gw.url("/");
@@ -78,6 +78,7 @@ async fn consumers_named_by_api_key_get_their_own_buckets() {
       - name: api-key
         config: { keys: [{ key: key-of-alice, consumer: alice }, { key: key-of-bob-0, consumer: bob }] }
       - name: rate-limit
+        allow: [kv]
         config: { rate: 2, period: 1m, key: { source: context, name: consumer } }
 ",
     )

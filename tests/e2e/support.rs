@@ -82,7 +82,8 @@ impl TestGateway {
     /// Starts a gateway whose config is `routes_yaml` (the `routes:` and
     /// anything after it). Upstreams `a` and `b` are echo servers; `slow` is
     /// `a` with a 300 ms timeout; `dead` points at a closed port. The test
-    /// plugin `probe` and every built-in plugin are installed.
+    /// plugins `probe` and `probe-caps` (the build importing kv and outbound)
+    /// and every built-in plugin are installed.
     pub async fn start(routes_yaml: &str) -> TestGateway {
         Self::start_with(routes_yaml, "").await
     }
@@ -103,6 +104,7 @@ impl TestGateway {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
         install_plugin(&plugins, "probe.wasm", "probe");
+        install_plugin(&plugins, "probe-caps.wasm", "probe-caps");
         for (file, name) in extra {
             std::fs::copy(file, plugins.join(format!("{name}.wasm"))).unwrap();
         }

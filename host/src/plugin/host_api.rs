@@ -49,7 +49,7 @@ fn ttl(ms: Option<u64>) -> Option<Duration> {
 
 impl kv::Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        let (key, since) = (self.kv_key(&key), Instant::now());
+        let (key, since) = (self.kv_key(&key)?, Instant::now());
         let result = self.services.kv.get(&key).await;
         self.clock.waited(since);
         result
@@ -61,7 +61,7 @@ impl kv::Host for PluginState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<(), String> {
-        let key = self.kv_key(&key);
+        let key = self.kv_key(&key)?;
         self.services.kv.set(&key, value, ttl(ttl_ms)).await
     }
 
@@ -71,12 +71,12 @@ impl kv::Host for PluginState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64, String> {
-        let key = self.kv_key(&key);
+        let key = self.kv_key(&key)?;
         self.services.kv.increment(&key, delta, ttl(ttl_ms)).await
     }
 
     async fn delete(&mut self, key: String) -> Result<(), String> {
-        let (key, since) = (self.kv_key(&key), Instant::now());
+        let (key, since) = (self.kv_key(&key)?, Instant::now());
         let result = self.services.kv.delete(&key).await;
         self.clock.waited(since);
         result
@@ -89,7 +89,7 @@ impl kv::Host for PluginState {
         new: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<bool, String> {
-        let (key, since) = (self.kv_key(&key), Instant::now());
+        let (key, since) = (self.kv_key(&key)?, Instant::now());
         let result = self
             .services
             .kv
@@ -105,9 +105,27 @@ impl outbound::Host for PluginState {
         &mut self,
         requests: Vec<OutboundRequest>,
     ) -> Vec<Result<OutboundResponse, String>> {
+        let refusals: Vec<Option<String>> = requests
+            .iter()
+            .map(|r| self.outbound_refusal(&r.upstream))
+            .collect();
+        let allowed = requests
+            .into_iter()
+            .zip(&refusals)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(request, _)| request)
+            .collect();
         let since = Instant::now();
-        let responses = self.services.outbound.send_all(requests).await;
+        let mut responses = self.services.outbound.send_all(allowed).await.into_iter();
         self.clock.waited(since);
-        responses
+        refusals
+            .into_iter()
+            .map(|refused| match refused {
+                Some(reason) => Err(reason),
+                None => responses
+                    .next()
+                    .unwrap_or_else(|| Err("outbound: no response".into())),
+            })
+            .collect()
     }
 }

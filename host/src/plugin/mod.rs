@@ -3,12 +3,14 @@
 
 pub mod bindings;
 pub mod capabilities;
+pub mod grants;
 mod host_api;
 pub mod inspect;
 pub mod runtime;
 pub mod state;
 
 pub use capabilities::{HostServices, KvStore, MemoryKv, Outbound, Telemetry};
+pub use grants::{Capability, Grants};
 pub use runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime};
 pub use state::RequestContext;
 
@@ -47,6 +49,12 @@ pub enum PluginError {
     Compile { file: PathBuf, message: String },
     #[error("{file}: incompatible with the plugin contract: {message}")]
     Contract { file: PathBuf, message: String },
+    #[error("plugin `{plugin}` on route `{route}` imports the `{capability}` capability, which its route entry does not grant: add it to the entry's `allow:` list (`kv`, `outbound:<upstream>`)")]
+    NotGranted {
+        plugin: String,
+        route: String,
+        capability: Capability,
+    },
     #[error("plugin `{plugin}` on route `{route}` refused its config: {message}")]
     Init {
         plugin: String,

@@ -10,8 +10,10 @@ use super::bindings::{
     Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges,
 };
 use super::capabilities::HostServices;
+use super::grants::{Capability, Grants};
 use super::state::{PluginState, RequestContext};
 use super::{PluginError, PluginFault};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,6 +80,11 @@ pub struct CompiledPlugin {
     pub size_bytes: usize,
     /// The contract version the plugin was built against.
     pub contract_version: String,
+    /// Everything the component imports (`wasmgate:plugin/kv@0.1.0`, WASI
+    /// interfaces…), as named in the component.
+    pub imports: Vec<String>,
+    /// The gated capabilities among `imports`: a route must grant each.
+    pub capabilities: BTreeSet<Capability>,
     /// When this version was compiled (loaded or hot-reloaded).
     pub loaded_at: std::time::SystemTime,
     pre: PluginPre<PluginState>,
@@ -152,6 +159,15 @@ impl PluginRuntime {
                 message,
             }
         })?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let capabilities = imports
+            .iter()
+            .filter_map(|name| Capability::of_import(name))
+            .collect();
         let instance_pre =
             self.linker
                 .instantiate_pre(&component)
@@ -168,26 +184,38 @@ impl PluginRuntime {
             content_hash: content_hash(bytes),
             size_bytes: bytes.len(),
             contract_version,
+            imports,
+            capabilities,
             loaded_at: std::time::SystemTime::now(),
             pre,
         })
     }
 
-    /// Creates the instance pool for one route entry: instantiates one
-    /// instance and calls `init` with `config`, so a bad config is refused now.
+    /// Creates the instance pool for one route entry: checks the plugin's
+    /// imports against `grants`, instantiates one instance and calls `init`
+    /// with `config`, so an ungranted capability or a bad config is refused now.
     pub async fn pool(
         &self,
         compiled: Arc<CompiledPlugin>,
         route: &str,
         config_json: String,
         limits: PluginLimits,
+        grants: Arc<Grants>,
     ) -> Result<PluginPool, PluginError> {
+        if let Some(&capability) = compiled.capabilities.iter().find(|&&c| !grants.allows(c)) {
+            return Err(PluginError::NotGranted {
+                plugin: compiled.name.to_string(),
+                route: route.to_string(),
+                capability,
+            });
+        }
         let mut pool = PluginPool {
             compiled,
             route: route.into(),
             config_json,
             limits,
             services: self.services.clone(),
+            grants,
             info: PluginInfo {
                 wants_request_body: false,
                 wants_response: false,
@@ -266,6 +294,7 @@ pub struct PluginPool {
     config_json: String,
     limits: PluginLimits,
     services: HostServices,
+    grants: Arc<Grants>,
     info: PluginInfo,
     /// Lower-case names of the headers the plugin reads; `None`: all.
     header_interest: Option<Vec<String>>,
@@ -411,6 +440,7 @@ impl PluginPool {
             self.limits.memory_limit_bytes,
             self.limits.call_timeout,
             self.services.clone(),
+            self.grants.clone(),
         );
         let mut store = Store::new(self.compiled.pre.engine(), state);
         store.limiter(|s| &mut s.memory);

@@ -1,6 +1,7 @@
 //! What each plugin instance's store holds, and the memory cap it enforces.
 
 use super::capabilities::HostServices;
+use super::grants::Grants;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,8 @@ pub struct PluginState {
     /// The current request's context, moved in before a call and out after.
     pub(crate) context: RequestContext,
     pub(crate) services: HostServices,
+    /// What the route entry lets this plugin use.
+    pub(crate) grants: Arc<Grants>,
     /// The call deadline covers the plugin's own time only: time spent
     /// waiting in host calls (kv, outbound HTTP) is subtracted, so an
     /// aggregation waiting on a slow upstream is bounded by its per-call
@@ -64,6 +67,7 @@ impl PluginState {
         memory_limit: usize,
         call_timeout: Duration,
         services: HostServices,
+        grants: Arc<Grants>,
     ) -> Self {
         PluginState {
             wasi: WasiCtx::builder().build(),
@@ -76,6 +80,7 @@ impl PluginState {
             route,
             context: RequestContext::new(),
             services,
+            grants,
             clock: CallClock {
                 timeout: call_timeout,
                 started: Instant::now(),
@@ -84,9 +89,26 @@ impl PluginState {
         }
     }
 
-    /// The kv key a plugin's `key` is stored under: plugins never see each other's keys.
-    pub(crate) fn kv_key(&self, key: &str) -> String {
-        format!("{}/{}", self.plugin, key)
+    /// The kv key a plugin's `key` is stored under: plugins never see each
+    /// other's keys. Refused when the route entry does not grant `kv`.
+    pub(crate) fn kv_key(&self, key: &str) -> Result<String, String> {
+        if !self.grants.kv {
+            return Err(format!(
+                "capability `kv` is not granted to plugin `{}` on route `{}`",
+                self.plugin, self.route
+            ));
+        }
+        Ok(format!("{}/{}", self.plugin, key))
+    }
+
+    /// Why an outbound request to `upstream` is refused, if it is.
+    pub(crate) fn outbound_refusal(&self, upstream: &str) -> Option<String> {
+        (!self.grants.allows_upstream(upstream)).then(|| {
+            format!(
+                "capability `outbound:{upstream}` is not granted to plugin `{}` on route `{}`",
+                self.plugin, self.route
+            )
+        })
     }
 }
 

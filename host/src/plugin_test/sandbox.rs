@@ -5,7 +5,7 @@
 
 use crate::plugin::bindings::{LogLevel, OutboundRequest, OutboundResponse};
 use crate::plugin::{
-    CompiledPlugin, HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits,
+    CompiledPlugin, Grants, HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits,
     PluginPool, PluginRuntime, Telemetry,
 };
 use futures::future::BoxFuture;
@@ -288,6 +288,7 @@ impl Sandbox {
                 ROUTE,
                 config.to_string(),
                 PluginLimits::default(),
+                Arc::new(Grants::all()),
             )
             .await
     }

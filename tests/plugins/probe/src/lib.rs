@@ -56,6 +56,10 @@ impl Plugin for Probe {
         if let Some(message) = &config.reject {
             return Err(message.clone());
         }
+        let uses_capabilities = config.kv_count.is_some() || !config.fetch.is_empty();
+        if uses_capabilities && !cfg!(feature = "caps") {
+            return Err("kv_count and fetch need the probe-caps build".into());
+        }
         Ok(Probe(config))
     }
 
@@ -120,31 +124,12 @@ impl Plugin for Probe {
             let body = request.body.clone().unwrap_or_default();
             changes = changes.body(body.to_ascii_uppercase());
         }
-        if let Some(key) = &c.kv_count {
-            match kv::increment(key, 1, None) {
-                Ok(n) => changes = changes.set_header("x-count", &n.to_string()),
-                Err(e) => return RequestAction::Respond(Response::error(500, "kv", &e)),
-            }
-        }
-        if !c.fetch.is_empty() {
-            let requests: Vec<_> = c
-                .fetch
-                .iter()
-                .map(|target| {
-                    let (upstream, path) = target.split_once(':').unwrap_or((target, "/"));
-                    let mut request = outbound::get(upstream, path);
-                    request.headers = c.fetch_headers.clone().into_iter().collect();
-                    request
-                })
-                .collect();
-            let statuses: Vec<String> = outbound::send_all(&requests)
-                .into_iter()
-                .map(|r| match r {
-                    Ok(resp) => resp.status.to_string(),
-                    Err(e) => format!("error: {e}"),
-                })
-                .collect();
-            changes = changes.set_header("x-fetched", &statuses.join(";"));
+        #[cfg(feature = "caps")]
+        {
+            changes = match use_capabilities(c, changes) {
+                Ok(changes) => changes,
+                Err(response) => return RequestAction::Respond(response),
+            };
         }
         if let Some(name) = &c.metric {
             metrics::counter_add(name, 1, &[("route", &request.route)]);
@@ -164,6 +149,39 @@ impl Plugin for Probe {
             )
             .set_header("x-probe-version", VERSION)
     }
+}
+
+/// The kv and outbound behaviours, only in the `caps` build: the default
+/// build imports neither, so it needs no capability grant.
+#[cfg(feature = "caps")]
+fn use_capabilities(c: &Config, mut changes: RequestChanges) -> Result<RequestChanges, Response> {
+    if let Some(key) = &c.kv_count {
+        match kv::increment(key, 1, None) {
+            Ok(n) => changes = changes.set_header("x-count", &n.to_string()),
+            Err(e) => return Err(Response::error(500, "kv", &e)),
+        }
+    }
+    if !c.fetch.is_empty() {
+        let requests: Vec<_> = c
+            .fetch
+            .iter()
+            .map(|target| {
+                let (upstream, path) = target.split_once(':').unwrap_or((target, "/"));
+                let mut request = outbound::get(upstream, path);
+                request.headers = c.fetch_headers.clone().into_iter().collect();
+                request
+            })
+            .collect();
+        let statuses: Vec<String> = outbound::send_all(&requests)
+            .into_iter()
+            .map(|r| match r {
+                Ok(resp) => resp.status.to_string(),
+                Err(e) => format!("error: {e}"),
+            })
+            .collect();
+        changes = changes.set_header("x-fetched", &statuses.join(";"));
+    }
+    Ok(changes)
 }
 
 export_plugin!(Probe);
