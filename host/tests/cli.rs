@@ -112,12 +112,12 @@ fn inspect_shows_contract_capabilities_and_size() {
 }
 
 #[test]
-fn inspect_json_lists_every_capability_the_probe_imports() {
+fn inspect_json_lists_every_capability_the_probe_caps_build_imports() {
     let (ok, stdout, stderr) = wasmgate(&[
         "plugin",
         "inspect",
         "--json",
-        &built("test-plugins", "probe"),
+        &built("test-plugins", "probe-caps"),
     ]);
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -13,6 +13,7 @@ routes:
     upstream: a
     plugins:
       - name: js-ab-routing
+        allow: [kv, 'outbound:*']   # its component imports the whole contract world
         config:
           id_header: x-client-id
           variants:
@@ -106,11 +107,12 @@ routes:
     upstream: a
     plugins:
       - name: py-redact
+        allow: [kv, 'outbound:*']   # its component imports the whole contract world
         config: { keys: [password], responses: true }
   - name: notes
     upstream: a
     plugins:
-      - { name: py-redact, config: {} }
+      - { name: py-redact, config: {}, allow: [kv, 'outbound:*'] }
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
