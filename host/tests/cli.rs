@@ -239,7 +239,7 @@ cases:
     let (ok, stdout, stderr) = wasmgate(&[
         "plugin",
         "test",
-        &built("test-plugins", "probe"),
+        &built("test-plugins", "probe-caps"),
         cases.to_str().unwrap(),
     ]);
     assert!(ok, "{stdout}{stderr}");
