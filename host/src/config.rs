@@ -587,7 +587,9 @@ routes:
         );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("unknown variant `random`"), "{err}");
+    }
 
+    #[test]
     fn allow_list_is_checked() {
         let with = |allow: &str| {
             GOOD.replace(
