@@ -423,3 +423,95 @@ fn plugin_new_js_builds_and_passes_its_own_cases() {
 fn plugin_new_python_builds_and_passes_its_own_cases() {
     scaffold_build_and_test("hello-py", "python");
 }
+
+/// `wasmgate run --log-format json`: one JSON access-log line per request
+/// with route, status, who answered, upstream target and trace id.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_writes_a_json_access_log_line_per_request() {
+    use std::io::BufRead;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(wasmgate::demo::serve_echo(upstream, "u".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins");
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(
+        &file,
+        format!("listeners: [{{ address: '127.0.0.1:0' }}]\nplugins: {{ dir: '{plugins}' }}\nupstreams:\n  u: {{ targets: ['{upstream_addr}'] }}\nroutes:\n  - name: keyed\n    upstream: u\n    plugins: [{{ name: api-key, config: {{ keys: [{{ key: key-number-1, consumer: c }}] }} }}]\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasmgate runs");
+    let (lines, logged) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = lines.send(json);
+            }
+        }
+    });
+    let next = |target: &str| loop {
+        let line = logged
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a log line in time");
+        if line["target"] == target {
+            return line;
+        }
+    };
+    let started = next("wasmgate");
+    let message = started["fields"]["message"].as_str().unwrap().to_string();
+    let address = message
+        .strip_prefix("wasmgate listening on http://")
+        .unwrap_or_else(|| panic!("{message}"));
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let get = |headers: &[(&str, &str)]| {
+        let mut request = http::Request::get(format!("http://{address}/items?page=2"));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        client.request(request.body(http_body_util::Empty::new()).unwrap())
+    };
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+    let ok = get(&[("x-api-key", "key-number-1"), ("traceparent", &traceparent)])
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let served = next("wasmgate::access");
+    let denied = get(&[]).await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let refused = next("wasmgate::access");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let fields = &served["fields"];
+    assert_eq!(served["level"], "INFO");
+    assert_eq!(fields["route"], "keyed", "{served}");
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["path"], "/items");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["answered_by"], "upstream");
+    assert_eq!(fields["upstream"], "u");
+    assert_eq!(fields["upstream_target"], upstream_addr.to_string());
+    assert_eq!(fields["trace_id"], trace);
+    assert!(fields["duration_ms"].as_f64().is_some(), "{served}");
+    assert!(!fields["request_id"].as_str().unwrap().is_empty());
+
+    let fields = &refused["fields"];
+    assert_eq!(fields["status"], 401, "{refused}");
+    assert_eq!(fields["answered_by"], "plugin");
+    assert_eq!(fields["plugin"], "api-key");
+    assert_eq!(fields["trace_id"].as_str().unwrap().len(), 32);
+    assert_ne!(fields["trace_id"], trace, "a new trace");
+}

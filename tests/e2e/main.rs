@@ -14,6 +14,7 @@ mod hmac_signature;
 mod ip_filter;
 mod jwt_auth;
 mod limits;
+mod observability;
 mod polyglot;
 mod protocol;
 mod rate_limit;
