@@ -341,8 +341,14 @@ fn polyglot(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plugi
             started.elapsed()
         );
         let pool = |limits| {
-            rt.block_on(runtime.pool(compiled.clone(), "bench", config.to_string(), limits))
-                .unwrap()
+            rt.block_on(runtime.pool(
+                compiled.clone(),
+                "bench",
+                config.to_string(),
+                limits,
+                Arc::new(Grants::all()),
+            ))
+            .unwrap()
         };
         let warm = pool(PluginLimits::default());
         group.bench_function(BenchmarkId::new("warm_call", name), |b| {
