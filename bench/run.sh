@@ -115,7 +115,7 @@ upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
 YAML
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>"$work/upstream.log" &
 pids+=($!)
-RUST_LOG=info "$WASMGATE" run --config "$work/gateway.yaml" 2>"$work/gateway.log" &
+RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$work/gateway.log" &
 gateway_pid=$!
 pids+=($gateway_pid)
 nginx -c "$work/nginx.conf" -p "$work"
