@@ -1,8 +1,10 @@
 //! Upstreams: named groups of servers, balanced round-robin, reached through
-//! one pooled keep-alive client.
+//! one pooled keep-alive client (or their own, when they speak https with
+//! their own CA or server name, or HTTP/2).
 
 use crate::body::Body;
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig};
+use hyper_rustls::HttpsConnector;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::body::Incoming;
@@ -14,17 +16,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The pooled HTTP client shared by proxying and plugins' outbound calls.
-pub type HttpClient = Client<HttpConnector, Body>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds the shared client: keep-alive pool, no Nagle delay.
+/// Builds the shared client: keep-alive pool, no Nagle delay, HTTP/1.1.
 pub fn http_client() -> HttpClient {
+    client_for(None, UpstreamProtocol::Http1)
+}
+
+/// A client for one TLS setting and HTTP version.
+fn client_for(tls: Option<&UpstreamTlsConfig>, protocol: UpstreamProtocol) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .http2_only(protocol == UpstreamProtocol::H2);
+    builder.build(crate::tls::client::connector(connector, tls, protocol))
 }
 
 /// A named group of interchangeable servers.
@@ -34,6 +43,9 @@ pub struct Upstream {
     targets: Vec<Authority>,
     next: AtomicUsize,
     pub timeout: Duration,
+    scheme: Scheme,
+    /// Its own client when its TLS settings or HTTP version differ from the shared one's.
+    client: Option<HttpClient>,
 }
 
 impl Upstream {
@@ -48,6 +60,12 @@ impl Upstream {
                 .collect(),
             next: AtomicUsize::new(0),
             timeout: Duration::from_millis(config.timeout_ms),
+            scheme: match config.tls {
+                Some(_) => Scheme::HTTPS,
+                None => Scheme::HTTP,
+            },
+            client: (config.tls.is_some() || config.protocol != UpstreamProtocol::Http1)
+                .then(|| client_for(config.tls.as_ref(), config.protocol)),
         }
     }
 
@@ -101,12 +119,13 @@ pub async fn send(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(upstream.scheme.clone());
     parts.authority = Some(target.clone());
     parts.path_and_query = Some(path);
     *request.uri_mut() =
         http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
     let timeout = timeout.unwrap_or(upstream.timeout);
+    let client = upstream.client.as_ref().unwrap_or(client);
     match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(UpstreamError::Unreachable {
