@@ -264,11 +264,12 @@ impl Config {
                 continue;
             };
             if let Some(ca) = &tls.ca {
-                let roots = crate::tls::pem::roots(&self.base_dir.join(ca)).map_err(|e| Problem {
-                    anchor: format!("{name}:"),
-                    field: Some("ca:".into()),
-                    message: format!("upstream `{name}`: tls.ca: {e}"),
-                })?;
+                let roots =
+                    crate::tls::pem::roots(&self.base_dir.join(ca)).map_err(|e| Problem {
+                        anchor: format!("{name}:"),
+                        field: Some("ca:".into()),
+                        message: format!("upstream `{name}`: tls.ca: {e}"),
+                    })?;
                 tls.roots = Some(std::sync::Arc::new(roots));
             }
         }

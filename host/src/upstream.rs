@@ -4,10 +4,10 @@
 
 use crate::body::Body;
 use crate::config::{UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig};
-use hyper_rustls::HttpsConnector;
 use arc_swap::ArcSwap;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;

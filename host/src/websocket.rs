@@ -52,7 +52,10 @@ impl Upgrade {
     /// If the upstream switched protocols, starts the tunnel and returns
     /// the `101` for the client as `Err` (a finished response); any other
     /// upstream answer comes back as `Ok` to be proxied as usual.
-    pub fn finish(self, mut upstream: Response<Incoming>) -> Result<Response<Incoming>, Response<Body>> {
+    pub fn finish(
+        self,
+        mut upstream: Response<Incoming>,
+    ) -> Result<Response<Incoming>, Response<Body>> {
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok(upstream);
         }
@@ -62,7 +65,8 @@ impl Upgrade {
             match tokio::try_join!(client_io, upstream_io) {
                 Ok((client, upstream)) => {
                     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!("websocket tunnel ended: {e}");
                     }
                 }

@@ -113,12 +113,11 @@ pub fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
 pub fn client_config(ca: &Ca, alpn: &[&str], identity: Option<&Leaf>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.issuer.der().clone()).unwrap();
-    let builder = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
     let mut config = match identity {
         Some(leaf) => builder
             .with_client_auth_cert(

@@ -138,7 +138,10 @@ async fn mtls_requires_a_client_certificate_and_hands_its_identity_to_plugins() 
     .unwrap()
     .reply;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.upstream_header("x-client-cn").as_deref(), Some("alice"));
+    assert_eq!(
+        reply.upstream_header("x-client-cn").as_deref(),
+        Some("alice")
+    );
     let subject = reply.upstream_header("x-client-subject").unwrap();
     assert!(
         subject.contains("CN=alice") && subject.contains("O=Acme"),
@@ -151,7 +154,10 @@ async fn mtls_requires_a_client_certificate_and_hands_its_identity_to_plugins() 
 
     for (who, identity) in [
         ("no certificate", None),
-        ("a certificate from another CA", Some(strangers.client("mallory"))),
+        (
+            "a certificate from another CA",
+            Some(strangers.client("mallory")),
+        ),
     ] {
         let refused = https_get(
             gw.addr,
@@ -209,8 +215,7 @@ async fn certificate_files_reload_and_a_bad_one_keeps_the_previous_serving() {
         },
     )
     .await;
-    let presented =
-        || server_certificate(gw.addr, "gateway.test", client_config(&ca, &[], None));
+    let presented = || server_certificate(gw.addr, "gateway.test", client_config(&ca, &[], None));
     assert_eq!(presented().await.unwrap(), v1.der);
 
     // A renewed certificate for the same key is served to new connections.
@@ -311,7 +316,14 @@ async fn https_and_h2_upstreams_with_a_configured_ca_and_server_name() {
          \x20 web_roots: {{ targets: ['{secure}'], tls: {{ server_name: backend.internal }} }}\n"
     );
     let mut routes = String::from("routes:\n");
-    for name in ["secure", "secure_h2", "h2c", "untrusted", "wrong_name", "web_roots"] {
+    for name in [
+        "secure",
+        "secure_h2",
+        "h2c",
+        "untrusted",
+        "wrong_name",
+        "web_roots",
+    ] {
         routes.push_str(&format!(
             "  - name: {name}\n    match: {{ path_prefix: /{name} }}\n    upstream: {name}\n"
         ));
@@ -337,7 +349,11 @@ async fn https_and_h2_upstreams_with_a_configured_ca_and_server_name() {
 
     let reply = client.get(&gw.url("/h2c"), &[]).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.json()["version"], "HTTP/2.0", "h2c with prior knowledge");
+    assert_eq!(
+        reply.json()["version"],
+        "HTTP/2.0",
+        "h2c with prior knowledge"
+    );
 
     for refused in ["/untrusted", "/wrong_name", "/web_roots"] {
         let reply = client.get(&gw.url(refused), &[]).await;

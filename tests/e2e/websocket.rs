@@ -64,7 +64,7 @@ async fn next_text(
 async fn websocket_messages_flow_after_the_chain_and_outlive_the_upstream_timeout() {
     let ws = websocket_upstream().await;
     let gw = TestGateway::start_opts(
-        "routes:\n  - name: chat\n    upstream: ws\n    plugins:\n      - name: api-key\n        config: { keys: [{ key: k-alice, consumer: alice }] }\n",
+        "routes:\n  - name: chat\n    upstream: ws\n    plugins:\n      - name: api-key\n        config: { keys: [{ key: key-for-alice, consumer: alice }] }\n",
         GatewayOptions {
             upstreams: &format!("  ws: {{ targets: ['{ws}'], timeout_ms: 300 }}\n"),
             ..GatewayOptions::default()
@@ -82,14 +82,18 @@ async fn websocket_messages_flow_after_the_chain_and_outlive_the_upstream_timeou
     let mut request = url.as_str().into_client_request().unwrap();
     request
         .headers_mut()
-        .insert("x-api-key", "k-alice".parse().unwrap());
+        .insert("x-api-key", "key-for-alice".parse().unwrap());
     let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), 101);
     assert!(
         response.headers().contains_key("x-request-id"),
         "the 101 comes from the gateway"
     );
-    assert_eq!(next_text(&mut socket).await, "hello alice", "auth ran first");
+    assert_eq!(
+        next_text(&mut socket).await,
+        "hello alice",
+        "auth ran first"
+    );
     socket.send(Message::text("ping 1")).await.unwrap();
     assert_eq!(next_text(&mut socket).await, "ping 1");
     // Idle past the upstream's 300 ms timeout: the tunnel stays open.

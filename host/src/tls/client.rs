@@ -18,9 +18,7 @@ pub fn connector(
     protocol: UpstreamProtocol,
 ) -> HttpsConnector<HttpConnector> {
     http.enforce_http(false);
-    let roots = tls
-        .and_then(|t| t.roots.clone())
-        .unwrap_or_else(web_roots);
+    let roots = tls.and_then(|t| t.roots.clone()).unwrap_or_else(web_roots);
     let config = ClientConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports the default TLS versions")

@@ -32,7 +32,13 @@ impl ClientIdentity {
             .subject_alternative_name()
             .ok()
             .flatten()
-            .map(|san| san.value.general_names.iter().filter_map(alt_name).collect())
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(alt_name)
+                    .collect()
+            })
             .unwrap_or_default();
         let common_name = subject
             .iter_common_name()
@@ -151,7 +157,11 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let identity = ClientIdentity::from_der(cert.der()).unwrap();
         assert_eq!(identity.common_name.as_deref(), Some("alice"));
-        assert!(identity.subject.contains("CN=alice"), "{}", identity.subject);
+        assert!(
+            identity.subject.contains("CN=alice"),
+            "{}",
+            identity.subject
+        );
         assert!(identity.subject.contains("O=Acme"), "{}", identity.subject);
         assert_eq!(
             identity.alt_names,
@@ -160,7 +170,10 @@ mod tests {
         let mut context = RequestContext::new();
         identity.seed(&mut context);
         assert_eq!(context[COMMON_NAME_KEY], "alice");
-        assert_eq!(context[SAN_KEY], "DNS:alice.example,URI:spiffe://acme/alice");
+        assert_eq!(
+            context[SAN_KEY],
+            "DNS:alice.example,URI:spiffe://acme/alice"
+        );
     }
 
     #[test]

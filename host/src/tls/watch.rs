@@ -51,7 +51,8 @@ pub fn watch(
                 touched.extend(changed_paths(&event));
             }
             for (listener, files) in &files {
-                let changed: Vec<&PathBuf> = files.iter().filter(|f| touched.contains(*f)).collect();
+                let changed: Vec<&PathBuf> =
+                    files.iter().filter(|f| touched.contains(*f)).collect();
                 if changed.is_empty() {
                     continue;
                 }
