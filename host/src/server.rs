@@ -6,9 +6,9 @@
 //! handshake (ALPN picks h2 or HTTP/1.1) and tags the connection's requests
 //! with what it established. HTTP/1.1 upgrades (WebSocket) are allowed.
 
+use crate::config::Limits;
 use crate::limits::{self, InFlight};
 use crate::metrics::{metrics, ConnectionGauge};
-use crate::config::Limits;
 use crate::proxy::{handle, Shared};
 use crate::tls::{TlsInfo, TlsListener};
 use hyper::service::service_fn;
