@@ -52,6 +52,10 @@ impl Upgrade {
     /// If the upstream switched protocols, starts the tunnel and returns
     /// the `101` for the client as `Err` (a finished response); any other
     /// upstream answer comes back as `Ok` to be proxied as usual.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the `Err` is the finished response the proxy returns as is, as in proxy.rs"
+    )]
     pub fn finish(
         self,
         mut upstream: Response<Incoming>,

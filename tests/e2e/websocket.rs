@@ -19,6 +19,7 @@ async fn websocket_upstream() -> SocketAddr {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut consumer = String::new();
+                #[expect(clippy::result_large_err, reason = "tungstenite's callback signature")]
                 let callback = |request: &Request, response: Response| {
                     consumer = request
                         .headers()
