@@ -12,6 +12,9 @@ pub use resilience::{
 };
 
 use crate::plugin::grants::{BadGrant, Grants};
+pub use crate::tls::config::{
+    CertificateConfig, ClientAuthConfig, ListenerTlsConfig, UpstreamProtocol, UpstreamTlsConfig,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,6 +69,9 @@ pub struct Config {
 pub struct ListenerConfig {
     /// `ip:port` to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
     pub address: SocketAddr,
+    /// TLS termination; plain HTTP (and h2c) when absent.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 /// The admin listener; keep it on a private address.
@@ -163,6 +169,12 @@ pub struct UpstreamConfig {
     /// Cap on the retries routes send here.
     #[serde(default)]
     pub retry_budget: RetryBudgetConfig,
+    /// Connect over https; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
+    /// HTTP version spoken to the targets: `http1` (default) or `h2`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
 }
 
 fn default_upstream_timeout_ms() -> u64 {
@@ -281,20 +293,42 @@ impl Config {
             invalid(line, e.to_string())
         })?;
         config.base_dir = base_dir.to_path_buf();
-        config.check().map_err(|problem| {
+        let locate = |problem: Problem| {
             let anchor = line_of(text, &problem.anchor, 0);
             let line = match &problem.field {
                 Some(field) => line_of(text, field, anchor.saturating_sub(1)),
                 None => anchor,
             };
             invalid(line, problem.message)
-        })?;
+        };
+        config.check().map_err(locate)?;
+        config.load_upstream_cas().map_err(locate)?;
         Ok(config)
     }
 
     /// The plugins directory, resolved against the config file's directory.
     pub fn plugin_dir(&self) -> PathBuf {
         self.base_dir.join(&self.plugins.dir)
+    }
+
+    /// Reads the CA bundle of every https upstream that names one, so a bad
+    /// bundle fails the load (and `validate`) instead of the first request.
+    fn load_upstream_cas(&mut self) -> Result<(), Problem> {
+        for (name, upstream) in &mut self.upstreams {
+            let Some(tls) = upstream.tls.as_mut() else {
+                continue;
+            };
+            if let Some(ca) = &tls.ca {
+                let roots =
+                    crate::tls::pem::roots(&self.base_dir.join(ca)).map_err(|e| Problem {
+                        anchor: format!("{name}:"),
+                        field: Some("ca:".into()),
+                        message: format!("upstream `{name}`: tls.ca: {e}"),
+                    })?;
+                tls.roots = Some(std::sync::Arc::new(roots));
+            }
+        }
+        Ok(())
     }
 
     /// Semantic checks serde cannot express.
@@ -312,8 +346,41 @@ impl Config {
             ));
         }
         self.check_limits()?;
+        for listener in &self.listeners {
+            let Some(tls) = &listener.tls else { continue };
+            let anchor = listener.address.to_string();
+            if tls.certificates.is_empty() {
+                return Err(problem(
+                    &anchor,
+                    Some("certificates"),
+                    format!("listener {anchor}: tls needs at least one certificate"),
+                ));
+            }
+            for protocol in &tls.alpn {
+                if !crate::tls::config::ALPN_PROTOCOLS.contains(&protocol.as_str()) {
+                    return Err(problem(
+                        &anchor,
+                        Some("alpn"),
+                        format!(
+                            "listener {anchor}: ALPN protocol `{protocol}` is not one of: {}",
+                            crate::tls::config::ALPN_PROTOCOLS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         for (name, upstream) in &self.upstreams {
             let anchor = format!("{name}:");
+            let server_name = upstream.tls.as_ref().and_then(|t| t.server_name.as_deref());
+            if let Some(server_name) = server_name {
+                if rustls_pki_types::ServerName::try_from(server_name).is_err() {
+                    return Err(problem(
+                        &anchor,
+                        Some("server_name"),
+                        format!("upstream `{name}`: tls.server_name `{server_name}` is not a DNS name or IP address"),
+                    ));
+                }
+            }
             if upstream.targets.is_empty() {
                 return Err(problem(
                     &anchor,
@@ -609,6 +676,60 @@ routes:
             err.contains("`outbound:orders` names an upstream that is not defined"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tls_settings_parse_with_defaults() {
+        let text = GOOD.replace(
+            "  - address: 127.0.0.1:0\n",
+            "  - address: 127.0.0.1:0\n    tls:\n      certificates: [{ cert: c.pem, key: k.pem }]\n",
+        ).replace(
+            "    targets: [127.0.0.1:9001]\n",
+            "    targets: [127.0.0.1:9001]\n    protocol: h2\n    tls: { server_name: api.internal }\n",
+        );
+        let config = parse(&text).unwrap();
+        let tls = config.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.alpn, ["h2", "http/1.1"]);
+        assert!(tls.client_auth.is_none());
+        let upstream = &config.upstreams["users"];
+        assert_eq!(upstream.protocol, UpstreamProtocol::H2);
+        assert_eq!(
+            upstream.tls.as_ref().unwrap().server_name.as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(config.upstreams["users"].protocol, UpstreamProtocol::H2);
+    }
+
+    #[test]
+    fn unknown_alpn_protocol_names_the_line() {
+        let text = GOOD.replace(
+            "  - address: 127.0.0.1:0\n",
+            "  - address: 127.0.0.1:0\n    tls:\n      certificates: [{ cert: c.pem, key: k.pem }]\n      alpn: [h3]\n",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:6:"), "{err}");
+        assert!(err.contains("ALPN protocol `h3`"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_upstream_ca_names_the_line_and_the_file() {
+        let text = GOOD.replace(
+            "    targets: [127.0.0.1:9001]\n",
+            "    targets: [127.0.0.1:9001]\n    tls:\n      ca: missing-ca.pem\n",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:8:"), "{err}");
+        assert!(err.contains("missing-ca.pem: cannot read"), "{err}");
+    }
+
+    #[test]
+    fn bad_upstream_protocol_is_refused() {
+        let text = GOOD.replace(
+            "    targets: [127.0.0.1:9001]\n",
+            "    targets: [127.0.0.1:9001]\n    protocol: h3\n",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `h3`"), "{err}");
     }
 
     #[test]

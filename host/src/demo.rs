@@ -2,6 +2,7 @@
 //! the quickstart (and the end-to-end tests) can see what the gateway and its
 //! plugins did to a request.
 //!
+//! The reply also says which HTTP version the request arrived in.
 //! Test hooks: `x-echo-status: NNN` picks the status, `x-echo-delay-ms: N`
 //! delays the answer.
 
@@ -58,6 +59,7 @@ async fn echo(name: &str, request: http::Request<Incoming>) -> http::Response<Bo
     let reply = serde_json::json!({
         "upstream": name,
         "method": parts.method.as_str(),
+        "version": format!("{:?}", parts.version),
         "path": parts.uri.path(),
         "query": parts.uri.query(),
         "headers": headers,

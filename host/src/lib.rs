@@ -1,10 +1,11 @@
 //! wasmgate: an API gateway whose every policy is a sandboxed WebAssembly
 //! component.
 //!
-//! A request flows: [`server`] (hyper listener) → [`proxy::handle`] →
+//! A request flows: [`server`] (hyper listener, [`tls`] termination) → [`proxy::handle`] →
 //! [`router`] picks the route → [`chain`] runs the route's plugins' request
 //! hooks in order → [`upstream`] sends it on → the response hooks run in
-//! reverse order → back to the client. Plugins run in [`plugin`] (wasmtime
+//! reverse order → back to the client ([`websocket`] upgrades become a
+//! tunnel after the request hooks). Plugins run in [`plugin`] (wasmtime
 //! component model, contract in `wit/`). A [`gateway::Gateway`] is one
 //! immutable generation of all that; [`reload`] builds the next one when
 //! the config or a plugin file changes and swaps it in atomically.
@@ -33,8 +34,10 @@ pub mod router;
 pub mod scaffold;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod tracecontext;
 pub mod upstream;
+pub mod websocket;
 
 use crate::catalog::PluginCatalog;
 use crate::config::{Config, ConfigError};
@@ -42,6 +45,7 @@ use crate::gateway::Gateway;
 use crate::plugin::{HostServices, MemoryKv, PluginError, PluginRuntime};
 use crate::proxy::Shared;
 use crate::reload::{ReloadEvent, Reloader};
+use crate::tls::{TlsError, TlsListener};
 use crate::upstream::UpstreamDirectory;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +60,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -83,10 +89,11 @@ fn gateway_services(
 }
 
 /// Loads a config and builds the gateway from it — compiling every plugin and
-/// initialising it with its route config — without listening. What
-/// `wasmgate validate` runs.
+/// initialising it with its route config, loading every listener's
+/// certificates — without listening. What `wasmgate validate` runs.
 pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
     let config = Arc::new(Config::load(config_path)?);
+    tls_listeners(&config)?;
     let upstreams = Arc::new(UpstreamDirectory::default());
     let runtime = Arc::new(PluginRuntime::new(gateway_services(
         upstreams,
@@ -94,6 +101,20 @@ pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
     ))?);
     let mut catalog = PluginCatalog::default();
     Ok(Gateway::build(config, &mut catalog, &runtime).await?)
+}
+
+/// The TLS side of each listener, in config order (`None` for plain ones).
+fn tls_listeners(config: &Config) -> Result<Vec<Option<Arc<TlsListener>>>, TlsError> {
+    config
+        .listeners
+        .iter()
+        .map(|l| {
+            l.tls
+                .as_ref()
+                .map(|tls| TlsListener::load(tls, &config.base_dir).map(Arc::new))
+                .transpose()
+        })
+        .collect()
 }
 
 /// How long a graceful shutdown waits for in-flight requests.
@@ -110,6 +131,7 @@ pub struct RunningGateway {
     tasks: Vec<JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     _watcher: notify::RecommendedWatcher,
+    _certificate_watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl RunningGateway {
@@ -140,6 +162,7 @@ impl Drop for RunningGateway {
 /// every listener, and watches the config and plugin files for hot reload.
 pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
     let config = Arc::new(Config::load(config_path)?);
+    let tls = tls_listeners(&config)?;
     let upstreams = Arc::new(UpstreamDirectory::default());
     let client = upstream::http_client();
     let runtime = Arc::new(PluginRuntime::new(gateway_services(
@@ -184,13 +207,22 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
             path: plugin_dir.clone(),
             source,
         })?;
+    let certificate_watcher =
+        tls::watch::watch(tls.iter().flatten().cloned().collect(), reloader.clone()).map_err(
+            |source| StartError::Watch {
+                path: config_path.to_path_buf(),
+                source,
+            },
+        )?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let listeners = listeners
         .into_iter()
-        .map(|l| {
+        .zip(tls)
+        .map(|(l, tls)| {
             tokio::spawn(server::serve(
                 l,
                 shared.clone(),
+                tls,
                 stopped.clone(),
                 DRAIN_DEADLINE,
             ))
@@ -224,5 +256,6 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         tasks,
         stop,
         _watcher: watcher,
+        _certificate_watcher: certificate_watcher,
     })
 }

@@ -204,10 +204,11 @@ async fn run(config: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts an echo server on every upstream target of the config.
+/// Starts an echo server on every upstream target of the config, except
+/// https ones: the echo speaks plain HTTP (and h2c).
 async fn start_demo_upstreams(config: &Path) -> anyhow::Result<()> {
     let parsed = wasmgate::config::Config::load(config)?;
-    for (name, upstream) in &parsed.upstreams {
+    for (name, upstream) in parsed.upstreams.iter().filter(|(_, u)| u.tls.is_none()) {
         for target in upstream.targets.iter().map(|t| &t.address) {
             let listener = tokio::net::TcpListener::bind(target)
                 .await

@@ -16,8 +16,10 @@ use crate::convert::{header_list, header_map};
 use crate::gateway::{Gateway, Route};
 use crate::plugin::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
+use crate::tls::TlsInfo;
 use crate::tracecontext::{TraceContext, TRACEPARENT};
 use crate::upstream::{call, HttpClient, UpstreamDirectory};
+use crate::websocket::{self, Upgrade};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -75,6 +77,7 @@ pub async fn handle(
     );
     let mut response = match route {
         Some(route) => {
+            let tls = request.extensions().get::<Arc<TlsInfo>>().cloned();
             let proxy = Proxy {
                 client: &shared.client,
                 route,
@@ -83,6 +86,7 @@ pub async fn handle(
                 trace: &trace,
                 outcome: &outcome,
                 body_limit_hit: Arc::default(),
+                tls: tls.as_deref(),
             };
             proxy.serve(request).await
         }
@@ -118,6 +122,8 @@ struct Proxy<'a> {
     outcome: &'a OutcomeCell,
     /// The client sent more body than the route allows.
     body_limit_hit: Arc<AtomicBool>,
+    /// What the TLS handshake established, on TLS listeners.
+    tls: Option<&'a TlsInfo>,
 }
 
 impl Proxy<'_> {
@@ -127,20 +133,26 @@ impl Proxy<'_> {
         if crate::limits::declared_too_large(&parts.headers, limit) {
             return body_too_large(limit);
         }
+        let upgrade = websocket::take(&mut parts);
         self.prepare_upstream_headers(&mut parts.headers, parts.uri.authority());
         if self.route.chain.is_empty() {
             let upstream_request = Request::from_parts(parts, self.capped(body));
-            return match self.forward(upstream_request).await {
+            return match self.forward(upstream_request, upgrade).await {
                 Ok(response) => response.map(boxed),
                 Err(error) => error,
             };
         }
-        self.run_chain(parts, body).await
+        self.run_chain(parts, body, upgrade).await
     }
 
     /// The route has plugins: run the request phase, then the upstream or the
     /// plugin's answer, then the response phase.
-    async fn run_chain(&self, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+    async fn run_chain(
+        &self,
+        parts: http::request::Parts,
+        body: Incoming,
+        upgrade: Option<Upgrade>,
+    ) -> Response<Body> {
         let chain = &self.route.chain;
         let mut stream = Some(body);
         let buffered = if chain.wants_request_body {
@@ -166,6 +178,9 @@ impl Proxy<'_> {
             route: self.route.name.to_string(),
         };
         let mut context = RequestContext::new();
+        if let Some(identity) = self.tls.and_then(|tls| tls.client.as_ref()) {
+            identity.seed(&mut context);
+        }
         let (response, ran) = match chain.on_request(&mut request, &mut context).await {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
             RequestOutcome::Respond { response, ran } => {
@@ -181,7 +196,7 @@ impl Proxy<'_> {
                     Ok(r) => r,
                     Err(error) => return error,
                 };
-                let upstream_response = match self.forward(upstream_request).await {
+                let upstream_response = match self.forward(upstream_request, upgrade).await {
                     Ok(r) => r,
                     Err(error) => return error,
                 };
@@ -248,11 +263,17 @@ impl Proxy<'_> {
 
     /// Sends the request to the route's upstream under the route's call
     /// policy; errors become JSON (502/503/504, see `UpstreamError::status`).
+    /// A WebSocket handshake the upstream accepts becomes a tunnel, and its
+    /// `101` comes back as the finished response (`Err`).
     async fn forward(
         &self,
         mut request: Request<Body>,
+        upgrade: Option<Upgrade>,
     ) -> Result<Response<Incoming>, Response<Body>> {
         *request.version_mut() = Version::HTTP_11;
+        if let Some(upgrade) = &upgrade {
+            upgrade.request_headers(request.headers_mut());
+        }
         let upstream = &self.route.upstream;
         self.outcome
             .update(|o| o.upstream = Some(upstream.name.clone()));
@@ -263,7 +284,11 @@ impl Proxy<'_> {
             .with_label_values(&[upstream.name.as_str()])
             .observe(started.elapsed().as_secs_f64());
         match sent {
-            Ok(mut response) => {
+            Ok(response) => {
+                let mut response = match upgrade {
+                    Some(upgrade) => upgrade.finish(response)?,
+                    None => response,
+                };
                 strip_hop_by_hop(response.headers_mut());
                 let target = response
                     .extensions()
@@ -306,7 +331,8 @@ impl Proxy<'_> {
         if let Ok(value) = HeaderValue::try_from(forwarded_for) {
             headers.insert(FORWARDED_FOR, value);
         }
-        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if self.tls.is_some() { "https" } else { "http" };
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
         headers.insert(REQUEST_ID, self.request_id.clone());
         headers.insert(TRACEPARENT, self.trace.header_value());
     }

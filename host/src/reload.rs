@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 /// How long the watcher waits for a burst of file events to settle.
-const SETTLE: Duration = Duration::from_millis(25);
+pub(crate) const SETTLE: Duration = Duration::from_millis(25);
 
 /// The outcome of one reload attempt, kept for operators (and tests).
 #[derive(Debug, Clone)]
@@ -95,7 +95,8 @@ impl Reloader {
         self.events.lock().expect("events lock").clone()
     }
 
-    fn record(&self, ok: bool, message: String) {
+    /// Logs, counts and keeps one reload attempt (also certificate reloads).
+    pub(crate) fn record(&self, ok: bool, message: String) {
         crate::metrics::metrics()
             .reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
@@ -232,7 +233,8 @@ pub fn watch(
     Ok(watcher)
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// `path` made absolute, as file events report it.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 

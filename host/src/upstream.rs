@@ -1,5 +1,6 @@
 //! Upstreams: named groups of servers reached through one pooled keep-alive
-//! client, and how a request gets to one of them.
+//! client (or their own, when they speak https with their own CA or server
+//! name, or HTTP/2), and how a request gets to one of them.
 //!
 //! [`call`] is that way: pick a healthy target ([`balancer`], [`health`]),
 //! ask the upstream's circuit breaker ([`breaker`]), send under the route's
@@ -21,7 +22,7 @@ pub use breaker::CircuitState;
 use crate::body::{full, Body};
 use crate::config::{
     BalanceStrategy, HealthCheckConfig, PassiveHealthConfig, RetryConfig, RouteConfig,
-    UpstreamConfig,
+    UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig,
 };
 use arc_swap::ArcSwap;
 use balancer::Weighed;
@@ -32,6 +33,7 @@ use health::TargetHealth;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use retry::{Failure, RetryBudget};
@@ -41,22 +43,32 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The pooled HTTP client shared by proxying, plugins' outbound calls and
+/// The pooled HTTP(S) client shared by proxying, plugins' outbound calls and
 /// health checks.
-pub type HttpClient = Client<TimedConnector<HttpConnector>, Body>;
+pub type HttpClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, Body>;
 
 /// Connect timeout of a connection opened outside any route's call.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the shared client: keep-alive pool, no Nagle delay, per-request
-/// connect timeout.
+/// Builds the shared client: keep-alive pool, no Nagle delay, HTTP/1.1,
+/// per-request connect timeout (TLS handshake included).
 pub fn http_client() -> HttpClient {
+    client_for(None, UpstreamProtocol::Http1)
+}
+
+/// A client for one TLS setting and HTTP version.
+fn client_for(tls: Option<&UpstreamTlsConfig>, protocol: UpstreamProtocol) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
-        .build(TimedConnector::new(connector, DEFAULT_CONNECT_TIMEOUT))
+        .http2_only(protocol == UpstreamProtocol::H2);
+    builder.build(TimedConnector::new(
+        crate::tls::client::connector(connector, tls, protocol),
+        DEFAULT_CONNECT_TIMEOUT,
+    ))
 }
 
 /// One server of an upstream and what the gateway knows about it.
@@ -91,6 +103,9 @@ pub struct Upstream {
     passive: Option<PassiveHealthConfig>,
     breaker: Option<Breaker>,
     budget: RetryBudget,
+    scheme: Scheme,
+    /// Its own client when its TLS settings or HTTP version differ from the shared one's.
+    client: Option<HttpClient>,
 }
 
 impl Upstream {
@@ -118,6 +133,12 @@ impl Upstream {
             passive: config.passive_health.clone(),
             breaker: config.circuit_breaker.clone().map(Breaker::new),
             budget: RetryBudget::new(&config.retry_budget),
+            scheme: match config.tls {
+                Some(_) => Scheme::HTTPS,
+                None => Scheme::HTTP,
+            },
+            client: (config.tls.is_some() || config.protocol != UpstreamProtocol::Http1)
+                .then(|| client_for(config.tls.as_ref(), config.protocol)),
         }
     }
 
@@ -408,13 +429,14 @@ async fn attempt(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(upstream.scheme.clone());
     parts.authority = Some(target.authority.clone());
     parts.path_and_query = Some(path);
     *request.uri_mut() =
         http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
     target.outstanding.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&target.outstanding);
+    let client = upstream.client.as_ref().unwrap_or(client);
     let sending = connect::with_connect_timeout(policy.connect_timeout, client.request(request));
     let (name, address) = (upstream.name.clone(), target.authority.to_string());
     match tokio::time::timeout_at(deadline, sending).await {

@@ -100,6 +100,25 @@ impl TestGateway {
         plugin_settings: &str,
         extra: &[(PathBuf, &str)],
     ) -> TestGateway {
+        Self::start_opts(
+            routes_yaml,
+            GatewayOptions {
+                plugin_settings,
+                extra_plugins: extra,
+                ..GatewayOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`start`], with the extra config of `options`.
+    pub async fn start_opts(routes_yaml: &str, options: GatewayOptions<'_>) -> TestGateway {
+        let GatewayOptions {
+            plugin_settings,
+            listener,
+            upstreams,
+            extra_plugins: extra,
+        } = options;
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).unwrap();
@@ -118,7 +137,7 @@ impl TestGateway {
             l.local_addr().unwrap()
         };
         let config = format!(
-            "listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\n{plugin_settings}\nupstreams:\n  a: {{ targets: ['{a}'] }}\n  b: {{ targets: ['{b}'] }}\n  slow: {{ targets: ['{a}'], timeout_ms: 300 }}\n  dead: {{ targets: ['{dead}'] }}\n{routes_yaml}"
+            "listeners:\n  - address: 127.0.0.1:0\n{listener}plugins:\n  dir: plugins\n{plugin_settings}\nupstreams:\n  a: {{ targets: ['{a}'] }}\n  b: {{ targets: ['{b}'] }}\n  slow: {{ targets: ['{a}'], timeout_ms: 300 }}\n  dead: {{ targets: ['{dead}'] }}\n{upstreams}{routes_yaml}"
         );
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -182,6 +201,19 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Extra config for [`TestGateway::start_opts`]; each is YAML text ending in a newline.
+#[derive(Default)]
+pub struct GatewayOptions<'a> {
+    /// Lines of the top-level `plugins:` settings.
+    pub plugin_settings: &'a str,
+    /// Lines under the (only) listener, indented by four spaces (e.g. `    tls: ...`).
+    pub listener: &'a str,
+    /// More `upstreams:` entries, indented by two spaces.
+    pub upstreams: &'a str,
+    /// Plugin files installed under these names, besides the built-ins and `probe`.
+    pub extra_plugins: &'a [(PathBuf, &'a str)],
 }
 
 /// A response read to the end.

@@ -117,7 +117,9 @@ pub fn spawn_checks(upstream: Weak<Upstream>, check: HealthCheckConfig, client: 
             let probes = upstream.targets.iter().map(|target| {
                 let path = path.clone();
                 async move {
-                    let ok = probe(client, &target.authority, path, timeout).await;
+                    let client = upstream.client.as_ref().unwrap_or(client);
+                    let origin = (upstream.scheme.clone(), target.authority.clone());
+                    let ok = probe(client, origin, path, timeout).await;
                     if let Some(healthy) = target.health.record_check(ok, check) {
                         tracing::warn!(
                             upstream = %upstream.name,
@@ -133,16 +135,17 @@ pub fn spawn_checks(upstream: Weak<Upstream>, check: HealthCheckConfig, client: 
     });
 }
 
-/// One `GET path` to `target`: a 2xx within `timeout` is a success.
+/// One `GET path` to a target (its scheme and authority): a 2xx within
+/// `timeout` is a success.
 async fn probe(
     client: &HttpClient,
-    target: &http::uri::Authority,
+    (scheme, authority): (Scheme, http::uri::Authority),
     path: PathAndQuery,
     timeout: Duration,
 ) -> bool {
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(target.clone());
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
     parts.path_and_query = Some(path);
     let Ok(uri) = http::Uri::from_parts(parts) else {
         return false;

@@ -1,0 +1,83 @@
+//! WebSocket proxying: an HTTP/1.1 `Upgrade: websocket` request goes
+//! through the route's request hooks like any other (so auth applies to the
+//! handshake), then to the upstream with its upgrade headers; when the
+//! upstream answers `101 Switching Protocols`, the two upgraded connections
+//! are joined by a tunnel task that copies bytes both ways until either side
+//! closes. The tunnel outlives the request: upstream timeouts cover the
+//! handshake only. Response hooks do not run on the `101`.
+
+use crate::body::{empty, Body};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+/// A client's pending switch to WebSocket.
+pub struct Upgrade {
+    client: OnUpgrade,
+}
+
+/// Takes the pending upgrade out of an HTTP/1.1 request that asks for
+/// WebSocket; `None` for every other request.
+pub fn take(parts: &mut http::request::Parts) -> Option<Upgrade> {
+    if parts.version != Version::HTTP_11 || !asks_for_websocket(&parts.headers) {
+        return None;
+    }
+    let client = parts.extensions.remove::<OnUpgrade>()?;
+    Some(Upgrade { client })
+}
+
+fn asks_for_websocket(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    connection_upgrade && websocket
+}
+
+impl Upgrade {
+    /// Puts back the upgrade headers that were stripped as hop-by-hop.
+    pub fn request_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+
+    /// If the upstream switched protocols, starts the tunnel and returns
+    /// the `101` for the client as `Err` (a finished response); any other
+    /// upstream answer comes back as `Ok` to be proxied as usual.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the `Err` is the finished response the proxy returns as is, as in proxy.rs"
+    )]
+    pub fn finish(
+        self,
+        mut upstream: Response<Incoming>,
+    ) -> Result<Response<Incoming>, Response<Body>> {
+        if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(upstream);
+        }
+        let upstream_io = hyper::upgrade::on(&mut upstream);
+        let client_io = self.client;
+        tokio::spawn(async move {
+            match tokio::try_join!(client_io, upstream_io) {
+                Ok((client, upstream)) => {
+                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
+                        tracing::debug!("websocket tunnel ended: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("websocket upgrade failed: {e}"),
+            }
+        });
+        let (parts, _) = upstream.into_parts();
+        Err(Response::from_parts(parts, empty()))
+    }
+}
