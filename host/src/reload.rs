@@ -13,10 +13,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 use tokio::sync::mpsc;
 
 /// How long the watcher waits for a burst of file events to settle.
-pub(crate) const SETTLE: Duration = Duration::from_millis(25);
+const SETTLE: Duration = Duration::from_millis(25);
+
+/// The longest a burst may postpone its reload: a file rewritten without
+/// pause still reloads.
+const MAX_SETTLE: Duration = Duration::from_millis(250);
 
 /// The outcome of one reload attempt, kept for operators (and tests).
 #[derive(Debug, Clone)]
@@ -33,13 +38,7 @@ pub struct Changes {
     pub plugins: BTreeSet<String>,
     /// When the first file event of this change arrived, to report how long
     /// the new version took to serve.
-    pub noticed_at: Option<std::time::Instant>,
-}
-
-impl Changes {
-    fn is_empty(&self) -> bool {
-        !self.config && self.plugins.is_empty()
-    }
+    pub noticed_at: Option<Instant>,
 }
 
 /// The last good config and catalog, and how to build the next generation.
@@ -216,21 +215,38 @@ pub fn watch(
     }
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
-            let mut changes = Changes {
-                noticed_at: Some(std::time::Instant::now()),
-                ..Changes::default()
-            };
-            classify(&first, &config_path, &plugin_dir, &mut changes);
-            // Let a burst (write, close, rename) settle into one reload.
-            while let Ok(Some(event)) = tokio::time::timeout(SETTLE, rx.recv()).await {
-                classify(&event, &config_path, &plugin_dir, &mut changes);
+            let mut changes = Changes::default();
+            if !classify(&first, &config_path, &plugin_dir, &mut changes) {
+                continue;
             }
-            if !changes.is_empty() {
-                reloader.apply(changes).await;
-            }
+            changes.noticed_at = Some(Instant::now());
+            settle(&mut rx, |event| {
+                classify(event, &config_path, &plugin_dir, &mut changes)
+            })
+            .await;
+            reloader.apply(changes).await;
         }
     });
     Ok(watcher)
+}
+
+/// Lets a burst of events on watched files (write, close, rename) settle
+/// into one reload: waits until [`SETTLE`] passes without another one, at
+/// most [`MAX_SETTLE`]. `take` records an event and says whether it touched
+/// a watched file: events on other files in the same directories (a log file
+/// next to the config) neither extend nor end the wait.
+pub(crate) async fn settle(
+    rx: &mut mpsc::UnboundedReceiver<notify::Event>,
+    mut take: impl FnMut(&notify::Event) -> bool,
+) {
+    let deadline = Instant::now() + MAX_SETTLE;
+    let mut quiet_from = Instant::now() + SETTLE;
+    while let Ok(Some(event)) = tokio::time::timeout_at(quiet_from.min(deadline), rx.recv()).await
+    {
+        if take(&event) {
+            quiet_from = Instant::now() + SETTLE;
+        }
+    }
 }
 
 /// `path` made absolute, as file events report it.
@@ -238,8 +254,14 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Adds what an event touched to `changes`; reads and metadata-only events are ignored.
-fn classify(event: &notify::Event, config_path: &Path, plugin_dir: &Path, changes: &mut Changes) {
+/// Adds what an event touched to `changes` and says whether it touched a
+/// watched file; reads, metadata-only events and other files are ignored.
+fn classify(
+    event: &notify::Event,
+    config_path: &Path,
+    plugin_dir: &Path,
+    changes: &mut Changes,
+) -> bool {
     use notify::event::{AccessKind, AccessMode};
     let relevant = matches!(
         event.kind,
@@ -248,16 +270,20 @@ fn classify(event: &notify::Event, config_path: &Path, plugin_dir: &Path, change
             | EventKind::Access(AccessKind::Close(AccessMode::Write))
     );
     if !relevant {
-        return;
+        return false;
     }
+    let mut touched = false;
     for path in &event.paths {
         if path == config_path {
             changes.config = true;
+            touched = true;
         } else if path.parent() == Some(plugin_dir) && path.extension().is_some_and(|e| e == "wasm")
         {
             if let Some(name) = path.file_stem().and_then(|s| s.to_str()) {
                 changes.plugins.insert(name.to_string());
+                touched = true;
             }
         }
     }
+    touched
 }

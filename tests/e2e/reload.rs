@@ -73,6 +73,35 @@ async fn plugin_swap_under_concurrent_load_loses_no_request() {
     assert_eq!(after.header("x-probe-version"), Some("2"));
 }
 
+/// A file written without pause next to the config (a log, say) must not
+/// hold back the reload of a plugin: only watched files settle a burst.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_config_directory_does_not_hold_back_a_plugin_reload() {
+    let gw = TestGateway::start(ROUTES).await;
+    let busy = gw.config_path().with_file_name("busy.log");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut log = std::fs::File::create(busy).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                writeln!(log, "a log line").unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");
+    // Still writing: the reload has to land while the directory stays busy.
+    let event = gw.next_reload_event(0).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(event.ok, "{}", event.message);
+    let after = get_client().get(&gw.url("/"), &[]).await;
+    assert_eq!(after.header("x-probe-version"), Some("2"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_plugin_file_keeps_the_old_version_serving() {
     let gw = TestGateway::start(ROUTES).await;

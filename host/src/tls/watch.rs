@@ -4,7 +4,7 @@
 //! one serving. Every attempt is recorded with the other reloads.
 
 use super::TlsListener;
-use crate::reload::{absolute, Reloader, SETTLE};
+use crate::reload::{absolute, settle, Reloader};
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -42,14 +42,24 @@ pub fn watch(
     for dir in &dirs {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    let watched: BTreeSet<PathBuf> = files.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut touched = BTreeSet::new();
-            touched.extend(changed_paths(&first));
-            // Let a burst (cert and key renamed into place) settle into one reload.
-            while let Ok(Some(event)) = tokio::time::timeout(SETTLE, rx.recv()).await {
-                touched.extend(changed_paths(&event));
+            let mut take = |event: &notify::Event| {
+                let before = touched.len();
+                touched.extend(
+                    changed_paths(event)
+                        .into_iter()
+                        .filter(|p| watched.contains(p)),
+                );
+                touched.len() > before
+            };
+            if !take(&first) {
+                continue;
             }
+            // Let a burst (cert and key renamed into place) settle into one reload.
+            settle(&mut rx, take).await;
             for (listener, files) in &files {
                 let changed: Vec<&PathBuf> =
                     files.iter().filter(|f| touched.contains(*f)).collect();
