@@ -195,7 +195,7 @@ echo "gateway-0 / upstream = $(ratio "${med[gateway-0]}" "${med[upstream]}")"
 if [[ $have_chain == 1 ]]; then
   echo "chain / gateway-0 = $(ratio "${med[chain]}" "${med[gateway-0]}")"
   echo "chain-reload: ${bad[chain-reload]} failed requests, longest request $(max "${maxlat[chain-reload]}") ms"
-  echo "reload latency (file event → new version serving), ms: $(grep -o '([0-9]* ms after the change)' "$work/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
+  echo "reload latency (file event → new version serving), ms: $(grep -o '[0-9]* ms after the change' "$work/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
   failed_reloads=$(grep -c 'reload failed' "$work/gateway.log" || true)
   echo "failed reloads: $failed_reloads"
 else

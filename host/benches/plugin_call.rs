@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmgate::plugin::bindings::Request;
 use wasmgate::plugin::{
-    Grants, HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext,
+    Grants, HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext, Tier,
 };
 
 fn plugin_file(dir: &str, name: &str) -> PathBuf {
@@ -19,7 +19,7 @@ fn plugin_file(dir: &str, name: &str) -> PathBuf {
         .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
-        "{} missing: run `make plugins`",
+        "{} missing: run `make plugins` (and `make polyglot` for other languages)",
         path.display()
     );
     path
@@ -176,11 +176,18 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
-    for (dir, name) in [("plugins", "headers"), ("plugins", "api-key")] {
-        let file = plugin_file(dir, name);
+    for name in ["headers", "transform", "jwt-auth"] {
+        let file = plugin_file("plugins", name);
         let bytes = std::fs::read(&file).unwrap();
-        group.bench_function(BenchmarkId::new(name, bytes.len()), |b| {
+        let id = format!("{name}/{}KB", bytes.len() / 1024);
+        group.bench_function(BenchmarkId::new("optimized", &id), |b| {
             b.iter(|| runtime.compile(name, &file, &bytes).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("baseline", &id), |b| {
+            b.iter(|| {
+                let compiled = runtime.compile_quick(name, &file, &bytes).unwrap();
+                assert_eq!(compiled.tier, Tier::Baseline);
+            })
         });
     }
     group.finish();
@@ -329,6 +336,14 @@ fn polyglot(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plugi
         ),
         ("plugins-polyglot", "py-redact", "{}", &post),
     ];
+    let built = |dir: &str, name: &str| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+        root.join(dir).join(format!("{name}.wasm")).exists()
+    };
+    if !cases.iter().all(|(dir, name, ..)| built(dir, name)) {
+        println!("polyglot: skipped, run `make polyglot` first");
+        return;
+    }
     let mut group = c.benchmark_group("polyglot");
     for (dir, name, config, req) in cases {
         let file = plugin_file(dir, name);

@@ -2,7 +2,7 @@
 //! file that compiled and matched the contract. A reload builds a candidate
 //! catalog and commits it only if the whole gateway builds with it.
 
-use crate::plugin::{CompiledPlugin, PluginError, PluginRuntime};
+use crate::plugin::{CompiledPlugin, PluginError, PluginRuntime, Tier};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,14 +29,21 @@ impl PluginCatalog {
         self.plugins.iter()
     }
 
-    /// Reads and compiles `<dir>/<name>.wasm` unless the loaded version has
-    /// the same content. Compilation runs on a blocking thread. Returns
-    /// whether the catalog changed.
+    /// Puts `compiled` in place of the plugin of the same name.
+    pub fn insert(&mut self, compiled: Arc<CompiledPlugin>) {
+        self.plugins.insert(compiled.name.to_string(), compiled);
+    }
+
+    /// Reads and compiles `<dir>/<name>.wasm` (at `tier`, see
+    /// [`PluginRuntime::compile_quick`]) unless the loaded version has the
+    /// same content. Compilation runs on a blocking thread. Returns whether
+    /// the catalog changed.
     pub async fn load(
         &mut self,
         runtime: &Arc<PluginRuntime>,
         dir: &Path,
         name: &str,
+        tier: Tier,
     ) -> Result<bool, PluginError> {
         let file = plugin_path(dir, name);
         let bytes = tokio::fs::read(&file)
@@ -55,17 +62,20 @@ impl PluginCatalog {
         }
         let runtime = runtime.clone();
         let name_owned = name.to_string();
-        let compiled =
-            tokio::task::spawn_blocking(move || runtime.compile(&name_owned, &file, &bytes))
-                .await
-                .map_err(|e| PluginError::Engine(format!("compile task failed: {e}")))??;
+        let compiled = tokio::task::spawn_blocking(move || match tier {
+            Tier::Baseline => runtime.compile_quick(&name_owned, &file, &bytes),
+            Tier::Optimized => runtime.compile(&name_owned, &file, &bytes),
+        })
+        .await
+        .map_err(|e| PluginError::Engine(format!("compile task failed: {e}")))??;
         tracing::info!(
             plugin = name,
             size_bytes = compiled.size_bytes,
             contract = %compiled.contract_version,
+            tier = compiled.tier.as_str(),
             "plugin compiled"
         );
-        self.plugins.insert(name.to_string(), Arc::new(compiled));
+        self.insert(Arc::new(compiled));
         Ok(true)
     }
 }

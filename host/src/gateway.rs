@@ -5,7 +5,7 @@
 use crate::catalog::PluginCatalog;
 use crate::chain::{Chain, Step};
 use crate::config::Config;
-use crate::plugin::{PluginError, PluginLimits, PluginRuntime};
+use crate::plugin::{PluginError, PluginLimits, PluginRuntime, Tier};
 use crate::router::Router;
 use crate::upstream::{CallPolicy, Upstream};
 use std::collections::HashMap;
@@ -61,7 +61,9 @@ impl Gateway {
             let mut steps = Vec::with_capacity(route.plugins.len());
             for entry in &route.plugins {
                 if catalog.get(&entry.name).is_none() {
-                    catalog.load(runtime, &dir, &entry.name).await?;
+                    catalog
+                        .load(runtime, &dir, &entry.name, Tier::Optimized)
+                        .await?;
                 }
                 let compiled = catalog.get(&entry.name).expect("loaded above").clone();
                 let grants = entry.grants().expect("checked when the config was parsed");

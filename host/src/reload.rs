@@ -6,18 +6,22 @@
 use crate::catalog::{plugin_path, PluginCatalog};
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::plugin::PluginRuntime;
+use crate::plugin::{PluginError, PluginRuntime, Tier};
 use crate::proxy::Shared;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// How long the watcher waits for a burst of file events to settle.
 const SETTLE: Duration = Duration::from_millis(25);
+
+/// The same once the last event says the file is complete: only long
+/// enough to take in the events that come with it (a rename's pair).
+const COMPLETE_SETTLE: Duration = Duration::from_millis(2);
 
 /// The longest a burst may postpone its reload: a file rewritten without
 /// pause still reloads.
@@ -113,8 +117,10 @@ impl Reloader {
     }
 
     /// Applies on-disk changes: re-reads the config and/or recompiles changed
-    /// plugins, builds a new generation and swaps it in; or keeps the old one.
-    pub async fn apply(&self, changes: Changes) {
+    /// plugins (baseline tier, so they serve at once), builds a new
+    /// generation and swaps it in; or keeps the old one. Returns the plugins
+    /// now serving at the baseline tier, for [`Reloader::optimize`].
+    pub async fn apply(&self, changes: Changes) -> Vec<String> {
         let mut current = self.current.lock().await;
         let config = if changes.config {
             match Config::load(&self.config_path) {
@@ -131,7 +137,7 @@ impl Reloader {
                 }
                 Err(e) => {
                     self.record(false, e.to_string());
-                    return;
+                    return Vec::new();
                 }
             }
         } else {
@@ -146,7 +152,10 @@ impl Reloader {
             .flat_map(|r| r.plugins.iter().map(|p| p.name.as_str()))
             .collect();
         for name in changes.plugins.iter().filter(|n| used.contains(n.as_str())) {
-            match catalog.load(&self.runtime, &dir, name).await {
+            match catalog
+                .load(&self.runtime, &dir, name, Tier::Baseline)
+                .await
+            {
                 Ok(true) => changed.push(name),
                 Ok(false) => {}
                 Err(e) => {
@@ -156,13 +165,15 @@ impl Reloader {
             }
         }
         if !changes.config && changed.is_empty() {
-            return;
+            return Vec::new();
         }
-        match Gateway::build(config.clone(), &mut catalog, &self.runtime).await {
-            Ok(gateway) => {
-                self.shared.upstreams.publish(gateway.upstreams.clone());
-                self.shared.gateway.store(Arc::new(gateway));
-                *current = (config, catalog);
+        let baseline: Vec<String> = changed
+            .iter()
+            .filter(|n| catalog.get(n).is_some_and(|p| p.tier == Tier::Baseline))
+            .map(|n| n.to_string())
+            .collect();
+        match self.swap_in(&mut current, config, catalog).await {
+            Ok(()) => {
                 for name in &changed {
                     self.plugin_error(name, None);
                 }
@@ -175,17 +186,86 @@ impl Reloader {
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
+                let tier = if baseline.is_empty() {
+                    ""
+                } else {
+                    "baseline, "
+                };
                 let after = changes
                     .noticed_at
-                    .map(|t| format!(" ({} ms after the change)", t.elapsed().as_millis()))
+                    .map(|t| format!(" ({tier}{} ms after the change)", t.elapsed().as_millis()))
                     .unwrap_or_default();
                 self.record(true, format!("now serving {what}{after}"));
+                baseline
             }
             Err(e) => {
                 for name in &changed {
                     self.plugin_error(name, Some(e.to_string()));
                 }
                 self.record(false, e.to_string());
+                Vec::new()
+            }
+        }
+    }
+
+    /// Builds the generation of `config` and `catalog`, swaps it in and
+    /// makes them current.
+    async fn swap_in(
+        &self,
+        current: &mut (Arc<Config>, PluginCatalog),
+        config: Arc<Config>,
+        mut catalog: PluginCatalog,
+    ) -> Result<(), PluginError> {
+        let gateway = Gateway::build(config.clone(), &mut catalog, &self.runtime).await?;
+        self.shared.upstreams.publish(gateway.upstreams.clone());
+        self.shared.gateway.store(Arc::new(gateway));
+        *current = (config, catalog);
+        Ok(())
+    }
+
+    /// Recompiles plugins serving at the baseline tier with the optimizing
+    /// compiler, off the request path, and swaps each in unless a newer
+    /// file replaced it meanwhile. Not a reload: the content is the same.
+    pub async fn optimize(self: Arc<Self>, names: Vec<String>) {
+        for name in names {
+            let serving = self.current.lock().await.1.get(&name).cloned();
+            let Some(serving) = serving.filter(|p| p.tier == Tier::Baseline) else {
+                continue;
+            };
+            let file = plugin_path(&self.current.lock().await.0.plugin_dir(), &name);
+            let runtime = self.runtime.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&file).map_err(|source| PluginError::Read {
+                    file: file.clone(),
+                    source,
+                })?;
+                runtime.compile(&name, &file, &bytes)
+            })
+            .await;
+            let compiled = match compiled {
+                Ok(Ok(c)) if c.content_hash == serving.content_hash => c,
+                // A newer file is on its way through its own reload.
+                Ok(Ok(_)) | Ok(Err(_)) => continue,
+                Err(e) => {
+                    tracing::warn!("optimizing {}: {e}", serving.name);
+                    continue;
+                }
+            };
+            let mut current = self.current.lock().await;
+            if !current
+                .1
+                .get(&serving.name)
+                .is_some_and(|p| Arc::ptr_eq(p, &serving))
+            {
+                continue;
+            }
+            let (config, mut catalog) = (current.0.clone(), current.1.clone());
+            catalog.insert(Arc::new(compiled));
+            match self.swap_in(&mut current, config, catalog).await {
+                Ok(()) => tracing::info!(plugin = %serving.name, "now serving the optimized build"),
+                Err(e) => {
+                    tracing::warn!(plugin = %serving.name, "optimized build not swapped in: {e}")
+                }
             }
         }
     }
@@ -216,36 +296,55 @@ pub fn watch(
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut changes = Changes::default();
-            if !classify(&first, &config_path, &plugin_dir, &mut changes) {
+            let noticed_at = Instant::now();
+            let take =
+                |event: &notify::Event| classify(event, &config_path, &plugin_dir, &mut changes);
+            if !settle(&mut rx, &first, take).await {
                 continue;
             }
-            changes.noticed_at = Some(Instant::now());
-            settle(&mut rx, |event| {
-                classify(event, &config_path, &plugin_dir, &mut changes)
-            })
-            .await;
-            reloader.apply(changes).await;
+            changes.noticed_at = Some(noticed_at);
+            let baseline = reloader.apply(changes).await;
+            if !baseline.is_empty() {
+                tokio::spawn(reloader.clone().optimize(baseline));
+            }
         }
     });
     Ok(watcher)
 }
 
 /// Lets a burst of events on watched files (write, close, rename) settle
-/// into one reload: waits until [`SETTLE`] passes without another one, at
-/// most [`MAX_SETTLE`]. `take` records an event and says whether it touched
-/// a watched file: events on other files in the same directories (a log file
-/// next to the config) neither extend nor end the wait.
+/// into one reload, starting from `first`: waits until no event touched a
+/// watched file for [`quiet_after`] the last one, at most [`MAX_SETTLE`].
+/// `take` records an event and says whether it touched a watched file:
+/// events on other files in the same directories (a log file next to the
+/// config) neither extend nor end the wait. Returns whether `first` did.
 pub(crate) async fn settle(
     rx: &mut mpsc::UnboundedReceiver<notify::Event>,
+    first: &notify::Event,
     mut take: impl FnMut(&notify::Event) -> bool,
-) {
+) -> bool {
+    if !take(first) {
+        return false;
+    }
     let deadline = Instant::now() + MAX_SETTLE;
-    let mut quiet_from = Instant::now() + SETTLE;
-    while let Ok(Some(event)) = tokio::time::timeout_at(quiet_from.min(deadline), rx.recv()).await
-    {
+    let mut quiet_from = Instant::now() + quiet_after(first);
+    while let Ok(Some(event)) = tokio::time::timeout_at(quiet_from.min(deadline), rx.recv()).await {
         if take(&event) {
-            quiet_from = Instant::now() + SETTLE;
+            quiet_from = Instant::now() + quiet_after(&event);
         }
+    }
+    true
+}
+
+/// How long to wait for more events after `event`: briefly once a file is
+/// complete (closed after writing, or renamed into place), longer while it
+/// may still be being written.
+fn quiet_after(event: &notify::Event) -> Duration {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => COMPLETE_SETTLE,
+        _ => SETTLE,
     }
 }
 

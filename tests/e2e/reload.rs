@@ -102,6 +102,48 @@ async fn a_busy_config_directory_does_not_hold_back_a_plugin_reload() {
     assert_eq!(after.header("x-probe-version"), Some("2"));
 }
 
+/// A hot-reloaded file serves at once from the baseline compiler and moves
+/// to the optimized build of the same bytes in the background.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reloaded_plugin_serves_from_the_baseline_tier_then_the_optimized_one() {
+    let gw = TestGateway::start(&format!("admin: {{ address: '127.0.0.1:0' }}\n{ROUTES}")).await;
+    let client = get_client();
+    let (client, gw) = (&client, &gw);
+    let tier = move || async move {
+        let plugins = client
+            .get(&gw.admin_url("/admin/plugins"), &[])
+            .await
+            .json();
+        let probe = plugins
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "probe");
+        probe.expect("probe is listed")["tier"].clone()
+    };
+    assert_eq!(tier().await, "optimized", "start-up compiles optimized");
+
+    install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");
+    let event = gw.next_reload_event(0).await;
+    assert!(event.ok, "{}", event.message);
+    assert!(event.message.contains("baseline"), "{}", event.message);
+    let served = client.get(&gw.url("/"), &[]).await;
+    assert_eq!(served.header("x-probe-version"), Some("2"));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tier().await != "optimized" {
+        assert!(Instant::now() < deadline, "still on the baseline build");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let served = client.get(&gw.url("/"), &[]).await;
+    assert_eq!(served.header("x-probe-version"), Some("2"));
+    assert_eq!(
+        gw.gateway.reload_events().len(),
+        1,
+        "the tier change is no reload"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_plugin_file_keeps_the_old_version_serving() {
     let gw = TestGateway::start(ROUTES).await;

@@ -11,7 +11,7 @@ pub mod state;
 
 pub use capabilities::{HostServices, KvStore, MemoryKv, Outbound, Telemetry};
 pub use grants::{Capability, Grants};
-pub use runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime};
+pub use runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime, Tier};
 pub use state::RequestContext;
 
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! The plugin runtime: one wasmtime engine, components compiled once per file,
+//! The plugin runtime: wasmtime engines (optimizing, and a baseline one for
+//! fast hot reload), components compiled once per file,
 //! and per-route-entry pools of warm, initialised instances.
 //!
 //! A fresh instance costs ~20 µs, a call into a warm one ~1 µs (see
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Strategy,
+    UpdateDeadline,
 };
 
 /// Plugin instances that may exist at once across all pools (warm and in
@@ -64,12 +66,73 @@ impl Default for PluginLimits {
     }
 }
 
-/// The engine, the linker with every host capability, and the epoch ticker.
+/// The engines, their linkers with every host capability, and the epoch ticker.
 pub struct PluginRuntime {
-    engine: Engine,
-    linker: Linker<PluginState>,
+    optimized: Toolchain,
+    /// Absent where Winch cannot build an engine (then every compile is optimized).
+    baseline: Option<Toolchain>,
     services: HostServices,
     stop_ticker: Arc<AtomicBool>,
+}
+
+/// How a plugin's machine code was produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch, a single-pass compiler: compiles in a fraction of Cranelift's
+    /// time and runs slower. Serves a hot-reloaded file at once, until the
+    /// optimized build of the same bytes replaces it.
+    Baseline,
+    /// Cranelift: what start-up loads and what every plugin ends up on.
+    Optimized,
+}
+
+impl Tier {
+    /// The name operators see (admin API, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
+/// One compiler's engine and the linker bound to it: a component, its
+/// stores and its instances all belong to one engine.
+struct Toolchain {
+    engine: Engine,
+    linker: Linker<PluginState>,
+}
+
+impl Toolchain {
+    /// An engine compiling with `strategy`; the optimized one pools
+    /// instances, the baseline one (whose plugins serve only until their
+    /// optimized build lands) allocates on demand.
+    fn new(strategy: Strategy) -> Result<Toolchain, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.strategy(strategy);
+        if matches!(strategy, Strategy::Cranelift) {
+            // The pooling allocator reuses memories, tables and — what matters
+            // most per call — async fiber stacks, instead of mapping fresh ones.
+            let mut pooling = PoolingAllocationConfig::default();
+            pooling
+                .total_component_instances(MAX_INSTANCES)
+                .total_core_instances(MAX_INSTANCES * 4)
+                .total_memories(MAX_INSTANCES)
+                .total_tables(MAX_INSTANCES * 4)
+                .total_stacks(MAX_INSTANCES)
+                .max_memories_per_component(2)
+                .max_tables_per_component(8);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        }
+        let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(engine_error)?;
+        Ok(Toolchain { engine, linker })
+    }
 }
 
 /// A plugin file compiled and linked, ready to instantiate.
@@ -87,49 +150,40 @@ pub struct CompiledPlugin {
     pub capabilities: BTreeSet<Capability>,
     /// When this version was compiled (loaded or hot-reloaded).
     pub loaded_at: std::time::SystemTime,
+    pub tier: Tier,
     pre: PluginPre<PluginState>,
 }
 
 impl PluginRuntime {
-    /// Builds the engine and links the capabilities in `services`.
+    /// Builds the engines and links the capabilities in `services`.
     pub fn new(services: HostServices) -> Result<Self, PluginError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        // The pooling allocator reuses memories, tables and — what matters
-        // most per call — async fiber stacks, instead of mapping fresh ones.
-        let mut pooling = PoolingAllocationConfig::default();
-        pooling
-            .total_component_instances(MAX_INSTANCES)
-            .total_core_instances(MAX_INSTANCES * 4)
-            .total_memories(MAX_INSTANCES)
-            .total_tables(MAX_INSTANCES * 4)
-            .total_stacks(MAX_INSTANCES)
-            .max_memories_per_component(2)
-            .max_tables_per_component(8);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| PluginError::Engine(e.to_string()))?;
-        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        let optimized = Toolchain::new(Strategy::Cranelift)?;
+        let baseline = Toolchain::new(Strategy::Winch)
+            .inspect_err(|e| tracing::warn!("no baseline compiler, reloads compile optimized: {e}"))
+            .ok();
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        let (weak_engine, stop) = (engine.weak(), stop_ticker.clone());
+        let engines: Vec<_> = std::iter::once(&optimized)
+            .chain(&baseline)
+            .map(|t| t.engine.weak())
+            .collect();
+        let stop = stop_ticker.clone();
         std::thread::Builder::new()
             .name("wasmgate-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    match weak_engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    for engine in &engines {
+                        match engine.upgrade() {
+                            Some(engine) => engine.increment_epoch(),
+                            None => return,
+                        }
                     }
                 }
             })
             .map_err(|e| PluginError::Engine(e.to_string()))?;
         Ok(PluginRuntime {
-            engine,
-            linker,
+            optimized,
+            baseline,
             services,
             stop_ticker,
         })
@@ -140,10 +194,38 @@ impl PluginRuntime {
         &self.services
     }
 
-    /// Compiles a plugin file's bytes. CPU-heavy: call it off the request
-    /// path (e.g. in `spawn_blocking`).
+    /// Compiles a plugin file's bytes with the optimizing compiler.
+    /// CPU-heavy: call it off the request path (e.g. in `spawn_blocking`).
     pub fn compile(
         &self,
+        name: &str,
+        file: &Path,
+        bytes: &[u8],
+    ) -> Result<CompiledPlugin, PluginError> {
+        self.compile_with(&self.optimized, Tier::Optimized, name, file, bytes)
+    }
+
+    /// Compiles with the baseline compiler when there is one, for a reload
+    /// that should serve at once; a file the baseline compiler refuses is
+    /// compiled optimized (and its errors are the optimized compiler's).
+    pub fn compile_quick(
+        &self,
+        name: &str,
+        file: &Path,
+        bytes: &[u8],
+    ) -> Result<CompiledPlugin, PluginError> {
+        match &self.baseline {
+            Some(baseline) => self
+                .compile_with(baseline, Tier::Baseline, name, file, bytes)
+                .or_else(|_| self.compile(name, file, bytes)),
+            None => self.compile(name, file, bytes),
+        }
+    }
+
+    fn compile_with(
+        &self,
+        toolchain: &Toolchain,
+        tier: Tier,
         name: &str,
         file: &Path,
         bytes: &[u8],
@@ -152,16 +234,16 @@ impl PluginRuntime {
             file: file.to_path_buf(),
             message,
         };
-        let component = Component::new(&self.engine, bytes).map_err(|e| fail(format!("{e:#}")))?;
-        let contract_version = contract_version(&self.engine, &component).map_err(|message| {
-            PluginError::Contract {
+        let engine = &toolchain.engine;
+        let component = Component::new(engine, bytes).map_err(|e| fail(format!("{e:#}")))?;
+        let contract_version =
+            contract_version(engine, &component).map_err(|message| PluginError::Contract {
                 file: file.to_path_buf(),
                 message,
-            }
-        })?;
+            })?;
         let imports: Vec<String> = component
             .component_type()
-            .imports(&self.engine)
+            .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
         let capabilities = imports
@@ -169,7 +251,8 @@ impl PluginRuntime {
             .filter_map(|name| Capability::of_import(name))
             .collect();
         let instance_pre =
-            self.linker
+            toolchain
+                .linker
                 .instantiate_pre(&component)
                 .map_err(|e| PluginError::Contract {
                     file: file.to_path_buf(),
@@ -187,6 +270,7 @@ impl PluginRuntime {
             imports,
             capabilities,
             loaded_at: std::time::SystemTime::now(),
+            tier,
             pre,
         })
     }

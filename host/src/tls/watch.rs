@@ -46,7 +46,7 @@ pub fn watch(
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut touched = BTreeSet::new();
-            let mut take = |event: &notify::Event| {
+            let take = |event: &notify::Event| {
                 let before = touched.len();
                 touched.extend(
                     changed_paths(event)
@@ -55,11 +55,10 @@ pub fn watch(
                 );
                 touched.len() > before
             };
-            if !take(&first) {
+            // Let a burst (cert and key renamed into place) settle into one reload.
+            if !settle(&mut rx, &first, take).await {
                 continue;
             }
-            // Let a burst (cert and key renamed into place) settle into one reload.
-            settle(&mut rx, take).await;
             for (listener, files) in &files {
                 let changed: Vec<&PathBuf> =
                     files.iter().filter(|f| touched.contains(*f)).collect();
