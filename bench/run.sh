@@ -5,6 +5,7 @@
 #   bench/run.sh                  # full run: 3 rounds × 10 s per case
 #   bench/run.sh --smoke          # 1 round × 1 s per case: checks the script works (run by `make test`)
 #   SKIP_BUILD=1 bench/run.sh     # use the binaries and plugins already built
+#   FAST_RELOAD=false bench/run.sh  # reload straight to the optimized build (no Winch tier)
 #
 # Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy,
 # (3) wasmgate without plugins, (4) one trivial plugin, (5) a realistic chain,
@@ -34,6 +35,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
+# Logs live outside the watched config and plugin dirs, as in a deployment.
+logs="$work/logs"
+mkdir -p "$logs"
+
 # Plugins for this run live in their own dir, so run 6 can replace files.
 mkdir -p "$work/plugins"
 cp target/plugins/*.wasm "$work/plugins/"
@@ -56,7 +61,7 @@ pub_pem_json=$(awk 'BEGIN { ORS = "\\n" } { print }' "$work/jwt.pub")
 
 cat > "$work/gateway.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
-plugins: { dir: $work/plugins }
+plugins: { dir: $work/plugins, fast_reload: ${FAST_RELOAD:-true} }
 upstreams:
   echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
 routes:
@@ -113,9 +118,9 @@ cat > "$work/upstream.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:0 }]
 upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
 YAML
-RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>"$work/upstream.log" &
+RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>"$logs/upstream.log" &
 pids+=($!)
-RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$work/gateway.log" &
+RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$logs/gateway.log" &
 gateway_pid=$!
 pids+=($gateway_pid)
 nginx -c "$work/nginx.conf" -p "$work"
@@ -140,7 +145,7 @@ url() {
 }
 if [[ $have_chain == 1 ]]; then
   status=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$(url chain)")
-  [[ $status == 200 ]] || { echo "the realistic chain answered $status, not 200:" >&2; tail -5 "$work/gateway.log" >&2; exit 1; }
+  [[ $status == 200 ]] || { echo "the realistic chain answered $status, not 200:" >&2; tail -5 "$logs/gateway.log" >&2; exit 1; }
 fi
 
 to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
@@ -195,8 +200,9 @@ echo "gateway-0 / upstream = $(ratio "${med[gateway-0]}" "${med[upstream]}")"
 if [[ $have_chain == 1 ]]; then
   echo "chain / gateway-0 = $(ratio "${med[chain]}" "${med[gateway-0]}")"
   echo "chain-reload: ${bad[chain-reload]} failed requests, longest request $(max "${maxlat[chain-reload]}") ms"
-  echo "reload latency (file event → new version serving), ms: $(grep -o '[0-9]* ms after the change' "$work/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
-  failed_reloads=$(grep -c 'reload failed' "$work/gateway.log" || true)
+  echo "reload latency (file complete → new version serving), ms: $(grep -o '[0-9]* ms after the change' "$logs/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
+  echo "optimized builds swapped in after a baseline one: $(grep -c 'now serving the optimized build' "$logs/gateway.log" || true)"
+  failed_reloads=$(grep -c 'reload failed' "$logs/gateway.log" || true)
   echo "failed reloads: $failed_reloads"
 else
   echo "chain cases skipped: not all of ${chain_plugins[*]} are built"

@@ -94,6 +94,9 @@ pub struct PluginSettings {
     pub memory_limit_mb: u64,
     /// Warm instances kept per route entry.
     pub max_idle_instances: usize,
+    /// Serve a hot-reloaded file from its baseline (Winch) build until the
+    /// optimized one is ready; `false` waits for the optimized build.
+    pub fast_reload: bool,
 }
 
 impl Default for PluginSettings {
@@ -103,6 +106,7 @@ impl Default for PluginSettings {
             call_timeout_ms: 100,
             memory_limit_mb: 64,
             max_idle_instances: 64,
+            fast_reload: true,
         }
     }
 }

@@ -144,6 +144,18 @@ async fn a_reloaded_plugin_serves_from_the_baseline_tier_then_the_optimized_one(
     );
 }
 
+/// `fast_reload: false`: a reload waits for the optimized build.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_fast_reload_a_reload_serves_the_optimized_build() {
+    let gw = TestGateway::start_with(ROUTES, "  fast_reload: false").await;
+    install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");
+    let event = gw.next_reload_event(0).await;
+    assert!(event.ok, "{}", event.message);
+    assert!(!event.message.contains("baseline"), "{}", event.message);
+    let served = get_client().get(&gw.url("/"), &[]).await;
+    assert_eq!(served.header("x-probe-version"), Some("2"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_plugin_file_keeps_the_old_version_serving() {
     let gw = TestGateway::start(ROUTES).await;
