@@ -151,11 +151,12 @@ impl Reloader {
             .iter()
             .flat_map(|r| r.plugins.iter().map(|p| p.name.as_str()))
             .collect();
+        let tier = match config.plugins.fast_reload {
+            true => Tier::Baseline,
+            false => Tier::Optimized,
+        };
         for name in changes.plugins.iter().filter(|n| used.contains(n.as_str())) {
-            match catalog
-                .load(&self.runtime, &dir, name, Tier::Baseline)
-                .await
-            {
+            match catalog.load(&self.runtime, &dir, name, tier).await {
                 Ok(true) => changed.push(name),
                 Ok(false) => {}
                 Err(e) => {
