@@ -95,10 +95,10 @@ fi
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
 pid $work/nginx.pid;
-error_log $work/nginx-error.log warn;
+error_log $logs/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  access_log $logs/nginx-access.log combined buffer=64k flush=1s;  # parity: wasmgate logs every request too
   upstream echo { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
