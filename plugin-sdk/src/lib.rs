@@ -28,6 +28,7 @@
 //! plugin's tests are ordinary `#[test]`s; see `plugins/headers/tests/`.
 
 mod capabilities;
+pub mod template;
 mod types;
 
 /// Bindings generated from `wit/` (the single definition of the contract).

@@ -1,11 +1,11 @@
 //! Call paths and header values with `${...}` placeholders, parsed once at
-//! load time: `${path}`, `${query}` and `${ctx.KEY}`.
+//! load time: `${path}`, `${query}` and `${ctx.KEY}` (`$${` is a literal `${`).
 
+use wasmgate_plugin_sdk::template::{self, encode_component, Segment};
 use wasmgate_plugin_sdk::{context, Request};
 
 #[derive(Debug, Clone)]
-enum Part {
-    Literal(String),
+enum Var {
     /// The client's path, as received (already percent-encoded).
     Path,
     /// The client's raw query without `?` (empty when none).
@@ -24,36 +24,22 @@ pub enum Target {
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
-    parts: Vec<Part>,
+    parts: Vec<Segment<Var>>,
 }
 
 impl Template {
     /// Parses `text`; an unknown or unterminated placeholder is an error.
     pub fn parse(text: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            if start > 0 {
-                parts.push(Part::Literal(rest[..start].to_string()));
-            }
-            let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unterminated placeholder in `{text}`"))?;
-            parts.push(parse_var(&after[..end])?);
-            rest = &after[end + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_string()));
-        }
-        Ok(Template { parts })
+        Ok(Template {
+            parts: template::parse(text, parse_var)?,
+        })
     }
 
     /// True when the rendered text starts with `/` whatever the request.
     pub fn starts_with_slash(&self) -> bool {
         match self.parts.first() {
-            Some(Part::Literal(text)) => text.starts_with('/'),
-            Some(Part::Path) => true,
+            Some(Segment::Literal(text)) => text.starts_with('/'),
+            Some(Segment::Var(Var::Path)) => true,
             _ => false,
         }
     }
@@ -63,13 +49,15 @@ impl Template {
         let mut out = String::new();
         for part in &self.parts {
             match part {
-                Part::Literal(text) => out.push_str(text),
-                Part::Path => out.push_str(&request.path),
-                Part::Query => out.push_str(request.query.as_deref().unwrap_or_default()),
-                Part::Ctx(key) => {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Var(Var::Path) => out.push_str(&request.path),
+                Segment::Var(Var::Query) => {
+                    out.push_str(request.query.as_deref().unwrap_or_default())
+                }
+                Segment::Var(Var::Ctx(key)) => {
                     let value = context::get(key).unwrap_or_default();
                     match target {
-                        Target::Path => out.push_str(&encode(&value)),
+                        Target::Path => out.push_str(&encode_component(&value)),
                         Target::Header => out.push_str(&value),
                     }
                 }
@@ -79,29 +67,15 @@ impl Template {
     }
 }
 
-fn parse_var(name: &str) -> Result<Part, String> {
+fn parse_var(name: &str) -> Result<Var, String> {
     match name {
-        "path" => Ok(Part::Path),
-        "query" => Ok(Part::Query),
+        "path" => Ok(Var::Path),
+        "query" => Ok(Var::Query),
         _ => match name.strip_prefix("ctx.") {
-            Some(key) if !key.is_empty() => Ok(Part::Ctx(key.to_string())),
+            Some(key) if !key.is_empty() => Ok(Var::Ctx(key.to_string())),
             _ => Err(format!(
                 "unknown placeholder `${{{name}}}` (use path, query or ctx.KEY)"
             )),
         },
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, so a
-/// context value cannot add path segments or a query.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -5,6 +5,8 @@
 //! `${client_ip}`, `${method}`, `${path}` (the path as the client sent it).
 //! `$${` writes a literal `${`.
 
+use wasmgate_plugin_sdk::template::{self, Segment};
+
 /// A value a placeholder reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Var {
@@ -39,12 +41,6 @@ impl RequestVar {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Part {
-    Literal(String),
-    Var(Var),
-}
-
 /// What a placeholder whose value is missing (an unset context key) renders as.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,46 +60,21 @@ pub trait Lookup {
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
-    parts: Vec<Part>,
+    parts: Vec<Segment<Var>>,
 }
 
 impl Template {
     /// Parses `text`; an unknown or unterminated placeholder is an error.
     pub fn parse(text: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(start) = rest.find('$') {
-            literal.push_str(&rest[..start]);
-            let tail = &rest[start..];
-            if let Some(after) = tail.strip_prefix("$${") {
-                literal.push_str("${");
-                rest = after;
-            } else if let Some(after) = tail.strip_prefix("${") {
-                let end = after
-                    .find('}')
-                    .ok_or_else(|| format!("unterminated placeholder in `{text}`"))?;
-                if !literal.is_empty() {
-                    parts.push(Part::Literal(std::mem::take(&mut literal)));
-                }
-                parts.push(Part::Var(parse_var(&after[..end])?));
-                rest = &after[end + 1..];
-            } else {
-                literal.push('$');
-                rest = &tail[1..];
-            }
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(Part::Literal(literal));
-        }
-        Ok(Template { parts })
+        Ok(Template {
+            parts: template::parse(text, parse_var)?,
+        })
     }
 
     /// The request properties this template reads.
     pub fn request_vars(&self) -> impl Iterator<Item = RequestVar> + '_ {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(Var::Request(v)) => Some(*v),
+            Segment::Var(Var::Request(v)) => Some(*v),
             _ => None,
         })
     }
@@ -113,8 +84,8 @@ impl Template {
         let mut out = String::new();
         for part in &self.parts {
             match part {
-                Part::Literal(text) => out.push_str(text),
-                Part::Var(var) => match (lookup.get(var), missing) {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Var(var) => match (lookup.get(var), missing) {
                     (Some(value), _) => out.push_str(&value),
                     (None, Missing::Empty) => {}
                     (None, Missing::Skip) => return None,

@@ -4,6 +4,7 @@ use crate::template::{Lookup, Missing, Template};
 use regex_lite::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use wasmgate_plugin_sdk::template::{decode_form, encode_component};
 
 /// Path rewrites as configured. Applied as: strip_prefix, replace (in
 /// order), add_prefix.
@@ -160,57 +161,19 @@ impl QueryRules {
             .map(str::to_string)
             .collect();
         pairs.retain(|pair| {
-            let name = decode(pair.split('=').next().unwrap_or_default());
+            let name = decode_form(pair.split('=').next().unwrap_or_default());
             !self.remove.contains(&name) && !self.set.iter().any(|(n, _)| *n == name)
         });
         for (name, template) in self.set.iter().chain(&self.add) {
             if let Some(value) = template.render(lookup, missing) {
-                pairs.push(format!("{}={}", encode(name), encode(&value)));
+                pairs.push(format!(
+                    "{}={}",
+                    encode_component(name),
+                    encode_component(&value)
+                ));
             }
         }
         let out = pairs.join("&");
         (out != original).then_some(out)
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Decodes `%XX` escapes and `+` (a form-encoded space) in a query name.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
