@@ -278,14 +278,7 @@ pub fn watch(
     reloader: Arc<Reloader>,
     plugin_dir: &Path,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                let _ = tx.send(event);
-            }
-            Err(e) => tracing::warn!("file watcher: {e}"),
-        })?;
+    let (mut watcher, mut rx) = channel_watcher("file watcher")?;
     let config_path = absolute(&reloader.config_path);
     let plugin_dir = absolute(plugin_dir);
     watcher.watch(&plugin_dir, RecursiveMode::NonRecursive)?;
@@ -311,6 +304,25 @@ pub fn watch(
         }
     });
     Ok(watcher)
+}
+
+/// A file watcher whose events arrive on the returned channel, for a task
+/// to consume; errors are logged under `what`.
+pub(crate) fn channel_watcher(
+    what: &'static str,
+) -> notify::Result<(
+    notify::RecommendedWatcher,
+    mpsc::UnboundedReceiver<notify::Event>,
+)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) => {
+                let _ = tx.send(event);
+            }
+            Err(e) => tracing::warn!("{what}: {e}"),
+        })?;
+    Ok((watcher, rx))
 }
 
 /// Lets a burst of events on watched files (write, close, rename) settle

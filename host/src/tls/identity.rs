@@ -28,18 +28,10 @@ impl ClientIdentity {
     pub fn from_der(der: &[u8]) -> Option<ClientIdentity> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let subject = cert.subject();
-        let alt_names = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(alt_name)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let alt_names = general_names(&cert)
+            .into_iter()
+            .filter_map(alt_name)
+            .collect();
         let common_name = subject
             .iter_common_name()
             .next()
@@ -65,6 +57,15 @@ impl ClientIdentity {
     }
 }
 
+/// The certificate's subject alternative names; none without the extension.
+fn general_names<'a>(cert: &'a X509Certificate<'a>) -> Vec<&'a GeneralName<'a>> {
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| san.value.general_names.iter().collect())
+        .unwrap_or_default()
+}
+
 fn alt_name(name: &GeneralName<'_>) -> Option<String> {
     match name {
         GeneralName::DNSName(dns) => Some(format!("DNS:{dns}")),
@@ -88,21 +89,13 @@ fn ip(bytes: &[u8]) -> Option<std::net::IpAddr> {
 pub fn server_names(der: &[u8]) -> Result<Vec<String>, String> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    let sans: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect()
+    let sans: Vec<String> = general_names(&cert)
+        .into_iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     if !sans.is_empty() {
         return Ok(sans);
     }

@@ -4,12 +4,11 @@
 //! one serving. Every attempt is recorded with the other reloads.
 
 use super::TlsListener;
-use crate::reload::{absolute, settle, Reloader};
+use crate::reload::{absolute, channel_watcher, settle, Reloader};
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Watches the files of every TLS listener; `None` when there are none.
 /// Watching stops when the returned watcher is dropped.
@@ -31,14 +30,7 @@ pub fn watch(
     if dirs.is_empty() {
         return Ok(None);
     }
-    let (tx, mut rx) = mpsc::unbounded_channel::<notify::Event>();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                let _ = tx.send(event);
-            }
-            Err(e) => tracing::warn!("certificate watcher: {e}"),
-        })?;
+    let (mut watcher, mut rx) = channel_watcher("certificate watcher")?;
     for dir in &dirs {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
