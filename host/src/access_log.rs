@@ -28,7 +28,8 @@ pub enum AnsweredBy {
 }
 
 impl AnsweredBy {
-    fn as_str(self) -> &'static str {
+    /// The name logs and spans use.
+    pub fn as_str(self) -> &'static str {
         match self {
             AnsweredBy::Gateway => "gateway",
             AnsweredBy::Upstream => "upstream",

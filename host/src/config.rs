@@ -4,8 +4,10 @@
 //! default. Errors carry the file and the line they point at, so
 //! `wasmgate validate` can say exactly where a config is wrong.
 
+mod export;
 mod resilience;
 
+pub use export::{OtlpConfig, TracingConfig};
 pub use resilience::{
     BalanceStrategy, CircuitBreakerConfig, HealthCheckConfig, PassiveHealthConfig,
     RetryBudgetConfig, RetryConfig, TargetConfig,
@@ -58,6 +60,9 @@ pub struct Config {
     /// Connection and request limits every listener enforces.
     #[serde(default)]
     pub limits: Limits,
+    /// Trace export; none by default.
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// Directory the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -350,6 +355,10 @@ impl Config {
             ));
         }
         self.check_limits()?;
+        if let Some(otlp) = &self.tracing.otlp {
+            export::check(otlp)
+                .map_err(|(field, message)| problem("tracing:", Some(field), message))?;
+        }
         for listener in &self.listeners {
             let Some(tls) = &listener.tls else { continue };
             let anchor = listener.address.to_string();
@@ -734,6 +743,35 @@ routes:
         );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("unknown variant `h3`"), "{err}");
+    }
+
+    #[test]
+    fn otlp_export_is_off_by_default_and_checked() {
+        assert!(parse(GOOD).unwrap().tracing.otlp.is_none());
+        let with = |otlp: &str| format!("{GOOD}tracing:\n  otlp:\n{otlp}");
+        let config = parse(&with("    endpoint: http://127.0.0.1:4318/v1/traces\n")).unwrap();
+        let otlp = config.tracing.otlp.unwrap();
+        assert_eq!(otlp.service_name, "wasmgate");
+        assert_eq!(otlp.sample_ratio, 1.0);
+        assert_eq!(otlp.batch_delay_ms, 5_000);
+        let err = parse(&with(
+            "    endpoint: http://127.0.0.1:4318/v1/traces\n    sample_ratio: 2\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("gw.yaml:17:"), "{err}");
+        assert!(err.contains("sample_ratio 2 must be in [0, 1]"), "{err}");
+        let err = parse(&with("    endpoint: grpc://collector:4317\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("gw.yaml:16:"), "{err}");
+        assert!(err.contains("is not an http:// URL"), "{err}");
+        let err = parse(&with(
+            "    endpoint: http://c/v1/traces\n    sampler: all\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `sampler`"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! immutable generation of all that; [`reload`] builds the next one when
 //! the config or a plugin file changes and swaps it in atomically.
 //! [`limits`] bounds connections and bodies; every request is counted in
-//! [`metrics`] and logged by [`access_log`] with its [`tracecontext`] trace id.
+//! [`metrics`] and logged by [`access_log`] with its [`tracecontext`] trace id;
+//! [`span_export`] sends it to an OTLP collector as a span when configured.
 //!
 //! Run `examples/quickstart/wasmgate.yaml` with `make demo`; embed with [`start`].
 
@@ -33,6 +34,7 @@ pub mod reload;
 pub mod router;
 pub mod scaffold;
 pub mod server;
+pub mod span_export;
 pub mod telemetry;
 pub mod tls;
 pub mod tracecontext;
@@ -45,6 +47,7 @@ use crate::gateway::Gateway;
 use crate::plugin::{HostServices, MemoryKv, PluginError, PluginRuntime};
 use crate::proxy::Shared;
 use crate::reload::{ReloadEvent, Reloader};
+use crate::span_export::SpanExport;
 use crate::tls::{TlsError, TlsListener};
 use crate::upstream::UpstreamDirectory;
 use std::net::SocketAddr;
@@ -62,6 +65,8 @@ pub enum StartError {
     Plugin(#[from] PluginError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    SpanExport(#[from] span_export::ExportSetupError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -127,6 +132,7 @@ pub struct RunningGateway {
     /// The bound admin address, if the config has an admin listener.
     pub admin_address: Option<SocketAddr>,
     reloader: Arc<Reloader>,
+    spans: Option<Arc<SpanExport>>,
     listeners: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -140,12 +146,16 @@ impl RunningGateway {
         self.reloader.events()
     }
 
-    /// Stops accepting connections and waits until in-flight requests have
-    /// finished (or [`DRAIN_DEADLINE`] has passed).
+    /// Stops accepting connections, waits until in-flight requests have
+    /// finished (or [`DRAIN_DEADLINE`] has passed), then sends the spans
+    /// still queued for export.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for listener in std::mem::take(&mut self.listeners) {
             let _ = listener.await;
+        }
+        if let Some(spans) = self.spans.take() {
+            let _ = tokio::task::spawn_blocking(move || spans.shutdown()).await;
         }
     }
 }
@@ -172,10 +182,18 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
     let mut catalog = PluginCatalog::default();
     let gateway = Gateway::build(config.clone(), &mut catalog, &runtime).await?;
     upstreams.publish(gateway.upstreams.clone());
+    let spans = match &config.tracing.otlp {
+        Some(otlp) => Some(Arc::new(SpanExport::start(
+            otlp,
+            tokio::runtime::Handle::current(),
+        )?)),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         gateway: arc_swap::ArcSwap::from_pointee(gateway),
         upstreams,
         client,
+        spans: spans.clone(),
     });
 
     let mut listeners = Vec::new();
@@ -252,6 +270,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         addresses,
         admin_address,
         reloader,
+        spans,
         listeners,
         tasks,
         stop,

@@ -207,6 +207,7 @@ async fn run(config: &Path) -> anyhow::Result<()> {
         .await
         .context("waiting for ctrl-c")?;
     tracing::info!("shutting down");
+    gateway.shutdown().await;
     Ok(())
 }
 

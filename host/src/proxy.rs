@@ -16,6 +16,7 @@ use crate::convert::{header_list, header_map};
 use crate::gateway::{Gateway, Route};
 use crate::plugin::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
+use crate::span_export::{RequestSpan, SpanExport};
 use crate::tls::TlsInfo;
 use crate::tracecontext::{TraceContext, TRACEPARENT};
 use crate::upstream::{call, HttpClient, UpstreamDirectory};
@@ -33,11 +34,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// State shared by every connection: the current gateway generation, the
-/// upstream directory and the pooled client.
+/// upstream directory, the pooled client and the span exporter, if any.
 pub struct Shared {
     pub gateway: ArcSwap<Gateway>,
     pub upstreams: Arc<UpstreamDirectory>,
     pub client: HttpClient,
+    pub spans: Option<Arc<SpanExport>>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,7 +47,8 @@ const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Serves one client request to completion; never fails (errors become JSON
-/// responses). Every request gets an access-log line and is counted.
+/// responses). Every request gets an access-log line, is counted, and is
+/// exported as a span when export is configured.
 pub async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
@@ -96,16 +99,32 @@ pub async fn handle(
             "no route matches this request",
         ),
     };
+    let duration = started.elapsed();
+    let route = route.map(|r| &*r.name);
+    let request_id_text = request_id.to_str().unwrap_or_default();
+    let outcome = outcome.take();
+    if let Some(spans) = &shared.spans {
+        spans.record(RequestSpan {
+            trace: &trace,
+            route,
+            method: &method,
+            path: &path,
+            status: response.status(),
+            duration,
+            request_id: request_id_text,
+            outcome: &outcome,
+        });
+    }
     access_log::record(Entry {
-        route: route.map(|r| &*r.name),
+        route,
         method: &method,
         path: &path,
         status: response.status(),
-        duration: started.elapsed(),
+        duration,
         client,
-        request_id: request_id.to_str().unwrap_or_default(),
+        request_id: request_id_text,
         trace_id: &trace.trace_id_hex(),
-        outcome: outcome.take(),
+        outcome,
     });
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
