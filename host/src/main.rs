@@ -203,12 +203,21 @@ async fn run(config: &Path) -> anyhow::Result<()> {
     if let Some(address) = gateway.admin_address {
         tracing::info!("admin API on http://{address} (/metrics, /healthz, /readyz, /admin/routes, /admin/plugins, /admin/upstreams)");
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for ctrl-c")?;
+    shutdown_signal().await?;
     tracing::info!("shutting down");
     gateway.shutdown().await;
     Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what service managers and
+/// container runtimes send): both drain requests and flush queued spans.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for ctrl-c"),
+        _ = terminate.recv() => Ok(()),
+    }
 }
 
 /// Starts an echo server on every upstream target of the config, except
