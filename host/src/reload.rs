@@ -23,6 +23,10 @@ const SETTLE: Duration = Duration::from_millis(25);
 /// enough to take in the events that come with it (a rename's pair).
 const COMPLETE_SETTLE: Duration = Duration::from_millis(2);
 
+/// How long reloads must pause before baseline builds are replaced by
+/// optimized ones (see [`Reloader::schedule_optimize`]).
+const TIER_UP_DELAY: Duration = Duration::from_secs(1);
+
 /// The longest a burst may postpone its reload: a file rewritten without
 /// pause still reloads.
 const MAX_SETTLE: Duration = Duration::from_millis(250);
@@ -54,6 +58,8 @@ pub struct Reloader {
     events: Mutex<Vec<ReloadEvent>>,
     /// The last reload error of each plugin whose newest file is not serving.
     plugin_errors: Mutex<std::collections::HashMap<String, String>>,
+    /// The pending move of baseline builds to optimized ones, if any.
+    tier_up: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Reloader {
@@ -72,6 +78,7 @@ impl Reloader {
             current: tokio::sync::Mutex::new((config, catalog)),
             events: Mutex::new(Vec::new()),
             plugin_errors: Mutex::default(),
+            tier_up: Mutex::default(),
         }
     }
 
@@ -119,7 +126,7 @@ impl Reloader {
     /// Applies on-disk changes: re-reads the config and/or recompiles changed
     /// plugins (baseline tier, so they serve at once), builds a new
     /// generation and swaps it in; or keeps the old one. Returns the plugins
-    /// now serving at the baseline tier, for [`Reloader::optimize`].
+    /// it put on the baseline tier.
     pub async fn apply(&self, changes: Changes) -> Vec<String> {
         let mut current = self.current.lock().await;
         let config = if changes.config {
@@ -224,10 +231,30 @@ impl Reloader {
         Ok(())
     }
 
+    /// Moves every plugin serving at the baseline tier to its optimized
+    /// build once no reload has come for [`TIER_UP_DELAY`]: each reload
+    /// calls this again, which cancels the pending move, so a burst of
+    /// reloads does not pay for optimized builds it would replace at once.
+    pub fn schedule_optimize(self: &Arc<Self>) {
+        let reloader = self.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(TIER_UP_DELAY).await;
+            reloader.optimize().await;
+        });
+        let previous = self.tier_up.lock().expect("tier-up lock").replace(task);
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+
     /// Recompiles plugins serving at the baseline tier with the optimizing
     /// compiler, off the request path, and swaps each in unless a newer
     /// file replaced it meanwhile. Not a reload: the content is the same.
-    pub async fn optimize(self: Arc<Self>, names: Vec<String>) {
+    async fn optimize(&self) {
+        let names: Vec<String> = (self.current.lock().await.1.iter())
+            .filter(|(_, p)| p.tier == Tier::Baseline)
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in names {
             let serving = self.current.lock().await.1.get(&name).cloned();
             let Some(serving) = serving.filter(|p| p.tier == Tier::Baseline) else {
@@ -297,9 +324,8 @@ pub fn watch(
                 continue;
             }
             changes.noticed_at = Some(noticed_at);
-            let baseline = reloader.apply(changes).await;
-            if !baseline.is_empty() {
-                tokio::spawn(reloader.clone().optimize(baseline));
+            if !reloader.apply(changes).await.is_empty() {
+                reloader.schedule_optimize();
             }
         }
     });
