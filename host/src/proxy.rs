@@ -63,7 +63,10 @@ pub async fn handle(
         .unwrap_or_else(|| {
             HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).expect("uuid is ASCII")
         });
-    let trace = TraceContext::from_headers(request.headers());
+    let mut trace = TraceContext::from_headers(request.headers());
+    if let (None, Some(spans)) = (trace.parent_id, &shared.spans) {
+        trace.set_sampled(spans.samples_new_trace(trace.trace_id));
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let outcome = OutcomeCell::default();

@@ -91,6 +91,23 @@ impl SpanExport {
         })
     }
 
+    /// Whether a trace the gateway starts is sampled: decided once, when it
+    /// starts, so the `traceparent` sent upstream carries the same verdict
+    /// as the export (a continued trace keeps its caller's).
+    pub fn samples_new_trace(&self, trace_id: u128) -> bool {
+        self.root_sampler
+            .should_sample(
+                None,
+                TraceId::from(trace_id),
+                "",
+                &SpanKind::Server,
+                &[],
+                &[],
+            )
+            .decision
+            == SamplingDecision::RecordAndSample
+    }
+
     /// Queues the request's span if its trace is sampled; never blocks.
     pub fn record(&self, request: RequestSpan<'_>) {
         let trace = request.trace;
@@ -99,16 +116,7 @@ impl SpanExport {
             Some(route) => format!("{} {route}", request.method),
             None => request.method.to_string(),
         };
-        let sampled = match trace.parent_id {
-            Some(_) => trace.flags & TraceFlags::SAMPLED.to_u8() != 0,
-            None => {
-                self.root_sampler
-                    .should_sample(None, trace_id, &name, &SpanKind::Server, &[], &[])
-                    .decision
-                    == SamplingDecision::RecordAndSample
-            }
-        };
-        if !sampled {
+        if trace.flags & TraceFlags::SAMPLED.to_u8() == 0 {
             return;
         }
         let end_time = SystemTime::now();

@@ -52,6 +52,14 @@ impl TraceContext {
         format!("{:032x}", self.trace_id)
     }
 
+    /// Records the sampling decision for the trace (the `sampled` flag).
+    pub fn set_sampled(&mut self, sampled: bool) {
+        self.flags = match sampled {
+            true => self.flags | SAMPLED,
+            false => self.flags & !SAMPLED,
+        };
+    }
+
     /// The `traceparent` the upstream gets: this trace, the gateway's span.
     pub fn header_value(&self) -> HeaderValue {
         HeaderValue::try_from(format!(

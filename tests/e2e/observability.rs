@@ -505,6 +505,25 @@ async fn a_dead_collector_does_not_break_proxying() {
     }
 }
 
+/// A trace the gateway starts carries its sampling verdict upstream; a
+/// continued trace keeps its caller's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sampling_decision_of_a_new_trace_travels_upstream() {
+    let (collector, _rx) = otlp_collector().await;
+    let config = format!("{}    sample_ratio: 0.0\n", otlp_config(collector, 10));
+    let gw = TestGateway::start(&config).await;
+    let client = get_client();
+    let started = client.get(&gw.url("/otlp/new"), &[]).await;
+    let sent = started.upstream_header("traceparent").expect("forwarded");
+    assert!(sent.ends_with("-00"), "{sent}");
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let continued = client
+        .get(&gw.url("/otlp/continued"), &[("traceparent", incoming)])
+        .await;
+    let sent = continued.upstream_header("traceparent").expect("forwarded");
+    assert!(sent.ends_with("-01"), "{sent}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_observability_example_config_is_valid() {
     let path =
