@@ -1,5 +1,6 @@
 //! The `wasmgate` binary's exit codes and messages, run as a user would.
 
+use std::path::Path;
 use std::process::Command;
 
 fn wasmgate(args: &[&str]) -> (bool, String, String) {
@@ -349,14 +350,7 @@ fn plugin_new_rust_builds_and_passes_its_own_cases() {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = target.join("wasm32-wasip2/release/hello_rs.wasm");
-    let (ok, stdout, stderr) = wasmgate(&[
-        "plugin",
-        "test",
-        wasm.to_str().unwrap(),
-        root.join("cases.yaml").to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}{stderr}");
-    assert!(stdout.ends_with("\n3 passed, 0 failed\n"), "{stdout}");
+    assert_scaffold_cases_pass(&wasm, &root);
 }
 
 #[test]
@@ -374,6 +368,18 @@ fn plugin_new_refuses_a_bad_name_and_an_existing_folder() {
     let (ok, _, stderr) = wasmgate(&["plugin", "new", "twice", "--lang", "python", "--dir", at]);
     assert!(!ok);
     assert!(stderr.contains("twice already exists"), "{stderr}");
+}
+
+/// `wasmgate plugin test` on a scaffold's build passes its three cases.
+fn assert_scaffold_cases_pass(wasm: &Path, root: &Path) {
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        root.join("cases.yaml").to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.ends_with("\n3 passed, 0 failed\n"), "{stdout}");
 }
 
 /// Scaffolds a JavaScript or Python plugin, builds it with its own
@@ -404,14 +410,7 @@ fn scaffold_build_and_test(name: &str, lang: &str) {
         String::from_utf8_lossy(&build.stderr)
     );
     let wasm = root.join(format!("{name}.wasm"));
-    let (ok, stdout, stderr) = wasmgate(&[
-        "plugin",
-        "test",
-        wasm.to_str().unwrap(),
-        root.join("cases.yaml").to_str().unwrap(),
-    ]);
-    assert!(ok, "{stdout}{stderr}");
-    assert!(stdout.ends_with("\n3 passed, 0 failed\n"), "{stdout}");
+    assert_scaffold_cases_pass(&wasm, &root);
 }
 
 #[test]

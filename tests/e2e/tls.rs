@@ -31,6 +31,15 @@ fn tls_listener(certificates: &[(std::path::PathBuf, std::path::PathBuf)], extra
 
 const PLAIN_ROUTE: &str = "routes:\n  - name: r\n    upstream: a\n";
 
+/// A gateway serving `routes` on the TLS `listener` (see [`tls_listener`]).
+async fn tls_gateway(routes: &str, listener: &str) -> TestGateway {
+    let options = GatewayOptions {
+        listener,
+        ..GatewayOptions::default()
+    };
+    TestGateway::start_opts(routes, options).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sni_picks_the_certificate_and_alpn_picks_h2_or_http1() {
     let certs = tempfile::tempdir().unwrap();
@@ -44,14 +53,7 @@ async fn sni_picks_the_certificate_and_alpn_picks_h2_or_http1() {
         ],
         "",
     );
-    let gw = TestGateway::start_opts(
-        PLAIN_ROUTE,
-        GatewayOptions {
-            listener: &listener,
-            ..GatewayOptions::default()
-        },
-    )
-    .await;
+    let gw = tls_gateway(PLAIN_ROUTE, &listener).await;
 
     let h2 = https_get(
         gw.addr,
@@ -111,14 +113,7 @@ async fn mtls_gateway(certs: &Path, server_ca: &Ca, clients: &Ca, required: bool
             ca_file.display()
         ),
     );
-    TestGateway::start_opts(
-        "routes:\n  - name: r\n    upstream: a\n    plugins:\n      - name: transform\n        config:\n          missing: skip\n          request:\n            headers:\n              set:\n                x-client-cn: \"${ctx.tls.client.cn}\"\n                x-client-subject: \"${ctx.tls.client.subject}\"\n                x-client-san: \"${ctx.tls.client.san}\"\n",
-        GatewayOptions {
-            listener: &listener,
-            ..GatewayOptions::default()
-        },
-    )
-    .await
+    tls_gateway("routes:\n  - name: r\n    upstream: a\n    plugins:\n      - name: transform\n        config:\n          missing: skip\n          request:\n            headers:\n              set:\n                x-client-cn: \"${ctx.tls.client.cn}\"\n                x-client-subject: \"${ctx.tls.client.subject}\"\n                x-client-san: \"${ctx.tls.client.san}\"\n", &listener).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,14 +202,7 @@ async fn certificate_files_reload_and_a_bad_one_keeps_the_previous_serving() {
     let v1 = ca.server(&["gateway.test"]);
     let (cert_file, key_file) = v1.write(certs.path(), "gw");
     let listener = tls_listener(&[(cert_file.clone(), key_file)], "");
-    let gw = TestGateway::start_opts(
-        PLAIN_ROUTE,
-        GatewayOptions {
-            listener: &listener,
-            ..GatewayOptions::default()
-        },
-    )
-    .await;
+    let gw = tls_gateway(PLAIN_ROUTE, &listener).await;
     let presented = || server_certificate(gw.addr, "gateway.test", client_config(&ca, &[], None));
     assert_eq!(presented().await.unwrap(), v1.der);
 
