@@ -18,15 +18,20 @@ POLYGLOT := $(notdir $(wildcard examples/plugins/*))
 # installed as $(PLUGIN_DIR)/<dir>.wasm.
 BUILTIN := $(notdir $(wildcard plugins/*))
 
-.PHONY: demo test plugins polyglot wasm-target lint bench clean-plugins
+.PHONY: demo test test-deps plugins polyglot wasm-target lint bench clean-plugins
 
 demo: plugins
 	$(CARGO) run --release -p wasmgate -- demo
 
 # The benchmark's smoke mode runs too, so the script cannot rot.
-test: plugins polyglot
+test: test-deps plugins polyglot
 	$(CARGO) test --release --workspace
 	SKIP_BUILD=1 bench/run.sh --smoke
+
+# nginx, wrk, and the toolchains of the plugins in other languages; installs
+# only what is missing and says what it installs.
+test-deps:
+	scripts/test-deps.sh
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -47,7 +52,7 @@ plugins: wasm-target
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p plugin-probe --features plugin-probe/caps
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe-caps.wasm)
 
-polyglot: $(POLYGLOT:%=$(POLYGLOT_DIR)/%.wasm)
+polyglot: test-deps $(POLYGLOT:%=$(POLYGLOT_DIR)/%.wasm)
 
 .SECONDEXPANSION:
 $(POLYGLOT_DIR)/%.wasm: $$(wildcard examples/plugins/$$*/*.*) examples/plugins/$$*/build.sh wit/plugin.wit

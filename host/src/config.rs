@@ -13,6 +13,7 @@ pub use resilience::{
     RetryBudgetConfig, RetryConfig, TargetConfig,
 };
 
+use crate::path::{PathPolicy, PathPolicyOverride};
 use crate::plugin::grants::{BadGrant, Grants};
 pub use crate::tls::config::{
     CertificateConfig, ClientAuthConfig, ListenerTlsConfig, UpstreamProtocol, UpstreamTlsConfig,
@@ -63,6 +64,10 @@ pub struct Config {
     /// Trace export; none by default.
     #[serde(default)]
     pub tracing: TracingConfig,
+    /// How every listener canonicalises request paths before routing
+    /// (see [`crate::path`]); a listener or route may override a field.
+    #[serde(default)]
+    pub paths: PathPolicy,
     /// Directory the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -77,6 +82,9 @@ pub struct ListenerConfig {
     /// TLS termination; plain HTTP (and h2c) when absent.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// Overrides of the top-level `paths:` for this listener.
+    #[serde(default)]
+    pub paths: PathPolicyOverride,
 }
 
 /// The admin listener; keep it on a private address.
@@ -223,6 +231,9 @@ pub struct RouteConfig {
     /// Retries on connect failure and (idempotent methods) 5xx; none by default.
     #[serde(default)]
     pub retries: Option<RetryConfig>,
+    /// Overrides of its listener's `paths:` policy for this route.
+    #[serde(default)]
+    pub paths: PathPolicyOverride,
 }
 
 /// What a request must look like for a route to match. Empty matches everything.
@@ -241,6 +252,11 @@ pub struct MatchConfig {
     /// Headers that must be present with exactly these values.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Match `path`/`path_prefix` ignoring ASCII case, for a backend that
+    /// serves `/API/users` as `/api/users` (otherwise `/API` would walk
+    /// around the `/api` route's plugins). The path is forwarded as sent.
+    #[serde(default)]
+    pub case_insensitive: bool,
 }
 
 /// One plugin in a route's chain.

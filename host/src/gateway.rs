@@ -5,6 +5,7 @@
 use crate::catalog::PluginCatalog;
 use crate::chain::{Chain, Step};
 use crate::config::Config;
+use crate::path::{PathPolicy, PathPolicyOverride};
 use crate::plugin::{PluginError, PluginLimits, PluginRuntime, Tier};
 use crate::router::Router;
 use crate::upstream::{CallPolicy, Upstream};
@@ -28,6 +29,8 @@ pub struct Route {
     pub call: CallPolicy,
     pub max_body_bytes: usize,
     pub chain: Chain,
+    /// This route's overrides of its listener's path policy.
+    pub paths: PathPolicyOverride,
 }
 
 /// The plugin limits a config asks for.
@@ -89,6 +92,7 @@ impl Gateway {
                 upstream,
                 max_body_bytes,
                 chain: Chain::new(steps),
+                paths: route.paths,
             });
         }
         Ok(Gateway {
@@ -97,6 +101,15 @@ impl Gateway {
             routes,
             upstreams,
         })
+    }
+
+    /// The path policy of the listener at `index` in the config (the
+    /// top-level one for a listener the config no longer lists).
+    pub fn listener_paths(&self, index: usize) -> PathPolicy {
+        match self.config.listeners.get(index) {
+            Some(listener) => self.config.paths.with(&listener.paths),
+            None => self.config.paths,
+        }
     }
 
     /// The route for a request, if any.

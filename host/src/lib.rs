@@ -27,6 +27,7 @@ pub mod gateway;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
+pub mod path;
 pub mod plugin;
 pub mod plugin_test;
 pub mod proxy;
@@ -35,6 +36,7 @@ pub mod router;
 pub mod scaffold;
 pub mod server;
 pub mod span_export;
+pub mod strict;
 pub mod telemetry;
 pub mod tls;
 pub mod tracecontext;
@@ -236,11 +238,15 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
     let listeners = listeners
         .into_iter()
         .zip(tls)
-        .map(|(l, tls)| {
+        .enumerate()
+        .map(|(index, (l, tls))| {
             tokio::spawn(server::serve(
-                l,
+                server::Listener {
+                    socket: l,
+                    index,
+                    tls,
+                },
                 shared.clone(),
-                tls,
                 stopped.clone(),
                 DRAIN_DEADLINE,
             ))

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -139,27 +139,54 @@ pub fn declared_too_large(headers: &http::HeaderMap, limit: usize) -> bool {
         .is_some_and(|length| length > limit as u64)
 }
 
+/// What went wrong with a client's request body while it streamed
+/// upstream: the client's fault, so the proxy answers 413 or 400 (and
+/// closes the connection) rather than blaming the upstream with a 502.
+#[derive(Debug, Clone, Default)]
+pub struct BodyFault(Arc<AtomicU8>);
+
+/// See [`BodyFault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyFault {
+    /// More bytes than the route allows.
+    TooLarge = 1,
+    /// Bad chunk framing, a body shorter than its `Content-Length`, or the
+    /// client went away mid-body.
+    Unreadable = 2,
+}
+
+impl BodyFault {
+    /// The fault the body met, if any.
+    pub fn get(&self) -> Option<ClientBodyFault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(ClientBodyFault::TooLarge),
+            2 => Some(ClientBodyFault::Unreadable),
+            _ => None,
+        }
+    }
+
+    fn set(&self, fault: ClientBodyFault) {
+        self.0.store(fault as u8, Ordering::Relaxed);
+    }
+}
+
 /// A request body cut off after `limit` bytes. The stream then fails, which
-/// aborts the upstream request; `tripped` tells the proxy to answer 413
-/// rather than 502.
-pub fn capped<B>(body: B, limit: usize, tripped: Arc<AtomicBool>) -> Body
+/// aborts the upstream request (so a cut or broken body never reaches it
+/// as a complete request); `fault` tells the proxy why.
+pub fn capped<B>(body: B, limit: usize, fault: BodyFault) -> Body
 where
     B: HttpBody<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
     Limited::new(body, limit)
-        .map_err(trip_on_overflow(tripped))
+        .map_err(move |error| {
+            fault.set(match error.is::<LengthLimitError>() {
+                true => ClientBodyFault::TooLarge,
+                false => ClientBodyFault::Unreadable,
+            });
+            error
+        })
         .boxed()
-}
-
-/// Passes errors through, setting `tripped` when one is the length limit.
-fn trip_on_overflow(tripped: Arc<AtomicBool>) -> impl FnMut(BoxError) -> BoxError {
-    move |error| {
-        if error.is::<LengthLimitError>() {
-            tripped.store(true, Ordering::Relaxed);
-        }
-        error
-    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,12 @@ use crate::body::{boxed, full, json_error, Body};
 use crate::chain::{ChainFault, RequestOutcome};
 use crate::convert::{header_list, header_map};
 use crate::gateway::{Gateway, Route};
+use crate::limits::{BodyFault, ClientBodyFault};
+use crate::path::PathPolicy;
 use crate::plugin::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
 use crate::span_export::{RequestSpan, SpanExport};
+use crate::strict::{self, framing::Violation};
 use crate::tls::TlsInfo;
 use crate::tracecontext::{TraceContext, TRACEPARENT};
 use crate::upstream::{call, HttpClient, UpstreamDirectory};
@@ -29,7 +32,6 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpInfo;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,11 +50,13 @@ const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto")
 
 /// Serves one client request to completion; never fails (errors become JSON
 /// responses). Every request gets an access-log line, is counted, and is
-/// exported as a span when export is configured.
+/// exported as a span when export is configured. `listener` is the index of
+/// the listener it came in on, in the config.
 pub async fn handle(
     shared: Arc<Shared>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     client: SocketAddr,
+    listener: usize,
 ) -> Response<Body> {
     let started = Instant::now();
     let gateway = shared.gateway.load_full();
@@ -68,40 +72,44 @@ pub async fn handle(
         trace.set_sampled(spans.samples_new_trace(trace.trace_id));
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let version = request.version();
+    let asked_upgrade = request.headers().contains_key(header::UPGRADE);
     let outcome = OutcomeCell::default();
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()));
-    let route = gateway.route(
-        request.method(),
-        host,
-        request.uri().path(),
-        request.headers(),
-    );
-    let mut response = match route {
-        Some(route) => {
+    let (route, path, mut response) = match admit(&gateway, &mut request, listener) {
+        Admission::Route { route, path, paths } => {
             let tls = request.extensions().get::<Arc<TlsInfo>>().cloned();
             let proxy = Proxy {
                 client: &shared.client,
                 route,
+                paths,
                 client_addr: client,
                 request_id: &request_id,
                 trace: &trace,
                 outcome: &outcome,
-                body_limit_hit: Arc::default(),
+                body_fault: BodyFault::default(),
                 tls: tls.as_deref(),
             };
-            proxy.serve(request).await
+            let response = proxy.serve(request).await;
+            (Some(route), path, response)
         }
-        None => json_error(
-            StatusCode::NOT_FOUND,
-            "no_route",
-            "no route matches this request",
+        Admission::NoRoute { path } => (
+            None,
+            path,
+            json_error(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "no route matches this request",
+            ),
         ),
+        Admission::Refused { path, response } => (None, path, response),
     };
+    // A refused upgrade leaves the client's next bytes unframed: close.
+    let refused_upgrade = asked_upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS;
+    if version < Version::HTTP_2 && refused_upgrade {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let duration = started.elapsed();
     let route = route.map(|r| &*r.name);
     let request_id_text = request_id.to_str().unwrap_or_default();
@@ -133,17 +141,124 @@ pub async fn handle(
     response
 }
 
+/// What [`admit`] decided for a request.
+enum Admission<'g> {
+    /// Serve it on `route`; its URI now carries the canonical `path`.
+    Route {
+        route: &'g Route,
+        path: String,
+        /// The route's effective path policy.
+        paths: PathPolicy,
+    },
+    NoRoute {
+        path: String,
+    },
+    /// 400: the request is ambiguous; `path` is what the client sent.
+    Refused {
+        path: String,
+        response: Response<Body>,
+    },
+}
+
+/// Judges the request head (strict HTTP), canonicalises its path under its
+/// listener's policy, routes on the canonical form, then applies the
+/// route's own policy. A route policy that canonicalises differently must
+/// land on the same route, or the request is refused: no spelling of a
+/// path can reach a route other than the one whose policies judged it.
+fn admit<'g>(
+    gateway: &'g Gateway,
+    request: &mut Request<Incoming>,
+    listener: usize,
+) -> Admission<'g> {
+    let refused = |request: &Request<Incoming>, code: &str, message: String| Admission::Refused {
+        path: request.uri().path().to_string(),
+        response: bad_request(request.version(), code, &message),
+    };
+    if let Some(violation) = request.extensions().get::<Violation>() {
+        return refused(request, "bad_request", violation.to_string());
+    }
+    let authority = match strict::check_head(request) {
+        Ok(authority) => authority,
+        Err(e) => return refused(request, "bad_request", e.to_string()),
+    };
+    let host = authority.as_ref().and_then(|h| h.to_str().ok());
+    let listener_paths = gateway.listener_paths(listener);
+    let raw = request.uri().path();
+    let routed = match listener_paths.for_routing().canonicalize(raw) {
+        Ok(path) => path,
+        Err(e) => return refused(request, "path_rejected", e.to_string()),
+    };
+    let route = gateway.route(request.method(), host, &routed, request.headers());
+    let Some(route) = route else {
+        return Admission::NoRoute {
+            path: routed.into_owned(),
+        };
+    };
+    let paths = listener_paths.with(&route.paths);
+    let path = match paths.canonicalize(raw) {
+        Ok(path) => path,
+        Err(e) => return refused(request, "path_rejected", e.to_string()),
+    };
+    if path != routed {
+        let again = gateway.route(request.method(), host, &path, request.headers());
+        if !again.is_some_and(|r| std::ptr::eq(r, route)) {
+            return refused(
+                request,
+                "path_rejected",
+                "the path leaves its route once canonicalised by the route's policy".into(),
+            );
+        }
+    }
+    let changed = matches!(path, std::borrow::Cow::Owned(_));
+    let path = path.into_owned();
+    if changed && set_path(request.uri_mut(), &path).is_err() {
+        return refused(
+            request,
+            "path_rejected",
+            "the canonical path is not a URI path".into(),
+        );
+    }
+    Admission::Route { route, path, paths }
+}
+
+/// Replaces a URI's path, keeping its query (and, in absolute-form, its
+/// scheme and authority).
+fn set_path(uri: &mut http::Uri, path: &str) -> Result<(), http::Error> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(path_and_query)?);
+    *uri = http::Uri::from_parts(parts)?;
+    Ok(())
+}
+
+/// 400 JSON for a request another server could read differently; on
+/// HTTP/1 the connection closes, since its framing cannot be trusted.
+fn bad_request(version: Version, code: &str, message: &str) -> Response<Body> {
+    let mut response = json_error(StatusCode::BAD_REQUEST, code, message);
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// One request on one route.
 struct Proxy<'a> {
     client: &'a HttpClient,
     route: &'a Route,
+    /// The route's effective path policy; a plugin-rewritten path is held to it.
+    paths: PathPolicy,
     client_addr: SocketAddr,
     request_id: &'a HeaderValue,
     trace: &'a TraceContext,
     /// Who answered and from where, for the access log.
     outcome: &'a OutcomeCell,
-    /// The client sent more body than the route allows.
-    body_limit_hit: Arc<AtomicBool>,
+    /// What went wrong with the client's body while it streamed, if anything.
+    body_fault: BodyFault,
     /// What the TLS handshake established, on TLS listeners.
     tls: Option<&'a TlsInfo>,
 }
@@ -178,14 +293,17 @@ impl Proxy<'_> {
         let chain = &self.route.chain;
         let mut stream = Some(body);
         let buffered = if chain.wants_request_body {
-            match read_limited(
-                stream.take().expect("body unread"),
-                self.route.max_body_bytes,
-            )
-            .await
-            {
+            let limit = self.route.max_body_bytes;
+            match read_limited(stream.take().expect("body unread"), limit).await {
                 Ok(bytes) => Some(bytes.to_vec()),
-                Err(response) => return response,
+                Err(BodyReadError::TooLarge) => return body_too_large(limit),
+                Err(BodyReadError::Broken(e)) => {
+                    return bad_request(
+                        parts.version,
+                        "body_unreadable",
+                        &format!("cannot read the request body: {e}"),
+                    )
+                }
             }
         } else {
             None
@@ -214,10 +332,11 @@ impl Proxy<'_> {
             }
             RequestOutcome::Forward { ran } => {
                 let stream = stream.map(|body| self.capped(body));
-                let upstream_request = match rebuild_request(&parts.method, request, stream) {
-                    Ok(r) => r,
-                    Err(error) => return error,
-                };
+                let upstream_request =
+                    match rebuild_request(&parts.method, request, stream, self.paths) {
+                        Ok(r) => r,
+                        Err(error) => return error,
+                    };
                 let upstream_response = match self.forward(upstream_request, upgrade).await {
                     Ok(r) => r,
                     Err(error) => return error,
@@ -252,9 +371,19 @@ impl Proxy<'_> {
         let (buffered, stream) = if self.route.chain.wants_response_body {
             match read_limited(body, self.route.max_body_bytes).await {
                 Ok(bytes) => (Some(bytes.to_vec()), None),
-                Err(response) => {
+                Err(error) => {
+                    // The upstream's fault: too big to buffer, or broken off.
                     self.outcome.update(|o| o.answered_by = AnsweredBy::Gateway);
-                    return response;
+                    let message = match error {
+                        BodyReadError::TooLarge => format!(
+                            "the upstream response body exceeds the route's limit of {} bytes",
+                            self.route.max_body_bytes
+                        ),
+                        BodyReadError::Broken(e) => {
+                            format!("cannot read the upstream response body: {e}")
+                        }
+                    };
+                    return json_error(StatusCode::BAD_GATEWAY, "upstream_body", &message);
                 }
             }
         } else {
@@ -322,8 +451,15 @@ impl Proxy<'_> {
                 });
                 Ok(response)
             }
-            Err(_) if self.body_limit_hit.load(Ordering::Relaxed) => {
+            Err(_) if self.body_fault.get() == Some(ClientBodyFault::TooLarge) => {
                 Err(body_too_large(self.route.max_body_bytes))
+            }
+            Err(_) if self.body_fault.get() == Some(ClientBodyFault::Unreadable) => {
+                Err(bad_request(
+                    Version::HTTP_11,
+                    "body_unreadable",
+                    "the request body ended early or is badly framed",
+                ))
             }
             Err(error) => {
                 tracing::warn!(route = %self.route.name, request_id = ?self.request_id, "{error}");
@@ -361,7 +497,7 @@ impl Proxy<'_> {
 
     /// The client's body as streamed upstream, cut off past the route's limit.
     fn capped(&self, body: Incoming) -> Body {
-        crate::limits::capped(body, self.route.max_body_bytes, self.body_limit_hit.clone())
+        crate::limits::capped(body, self.route.max_body_bytes, self.body_fault.clone())
     }
 
     /// 500 JSON for a fail-closed plugin fault, noted for the access log.
@@ -375,15 +511,24 @@ impl Proxy<'_> {
 }
 
 /// The upstream request after the request phase: plugin-edited path, query,
-/// headers, and either the plugin-visible body or the untouched stream.
+/// headers, and either the plugin-visible body or the untouched stream. A
+/// path a plugin rewrote is canonicalised again under the route's policy.
 fn rebuild_request(
     method: &Method,
     request: PluginRequest,
     stream: Option<Body>,
+    paths: PathPolicy,
 ) -> Result<Request<Body>, Response<Body>> {
+    let path = paths.canonicalize(&request.path).map_err(|e| {
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_error",
+            &format!("a plugin produced a path the route refuses: {e}"),
+        )
+    })?;
     let path_and_query = match &request.query {
-        Some(query) => format!("{}?{query}", request.path),
-        None => request.path.clone(),
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
     };
     let uri: http::Uri = path_and_query.parse().map_err(|_| {
         json_error(
@@ -409,16 +554,18 @@ fn rebuild_request(
     Ok(upstream)
 }
 
-/// Reads a whole body up to `limit` bytes; 413 JSON beyond it.
-async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, Response<Body>> {
+/// Why a body could not be buffered; whose fault it is depends on whose body.
+enum BodyReadError {
+    TooLarge,
+    Broken(crate::body::BoxError),
+}
+
+/// Reads a whole body up to `limit` bytes.
+async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, BodyReadError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
-        Err(e) => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            &format!("cannot read body: {e}"),
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyReadError::TooLarge),
+        Err(e) => Err(BodyReadError::Broken(e)),
     }
 }
 

@@ -18,6 +18,7 @@ struct Matcher {
     path: PathMatch,
     methods: Vec<Method>,
     headers: Vec<(http::HeaderName, String)>,
+    case_insensitive: bool,
 }
 
 #[derive(Debug)]
@@ -43,6 +44,7 @@ impl Matcher {
                 .iter()
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v.clone())))
                 .collect(),
+            case_insensitive: m.case_insensitive,
         }
     }
 
@@ -70,11 +72,15 @@ impl Matcher {
         method: &Method,
         headers: &HeaderMap,
     ) -> bool {
+        let same = |a: &str, b: &str| match self.case_insensitive {
+            true => a.eq_ignore_ascii_case(b),
+            false => a == b,
+        };
         let path_ok = match &self.path {
             PathMatch::Any => true,
-            PathMatch::Exact(p) => path == p,
+            PathMatch::Exact(p) => same(path, p),
             PathMatch::Prefix(p) => {
-                path.starts_with(p.as_str())
+                path.get(..p.len()).is_some_and(|head| same(head, p))
                     && (p.ends_with('/')
                         || path.len() == p.len()
                         || path.as_bytes()[p.len()] == b'/')
@@ -114,7 +120,7 @@ impl Router {
         path: &str,
         headers: &HeaderMap,
     ) -> Option<usize> {
-        let host = host.map(strip_port);
+        let host = host.map(host_name);
         self.entries
             .iter()
             .find(|(m, _)| m.matches(host, path, method, headers))
@@ -122,12 +128,15 @@ impl Router {
     }
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
+/// The name a `Host` names: `example.com:8080` → `example.com`;
+/// `[::1]:80` → `[::1]`; the fully qualified `example.com.` → `example.com`
+/// (the same virtual host to most backends, so it must match the same route).
+fn host_name(host: &str) -> &str {
+    let name = match host.rfind(':') {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host,
-    }
+    };
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -164,6 +173,7 @@ mod tests {
         assert_eq!(find(&r, "GET", "x", "/api/users/me"), Some(3));
         assert_eq!(find(&r, "GET", "admin.example.com:8080", "/api/x"), Some(4));
         assert_eq!(find(&r, "POST", "x", "/api/x"), Some(5));
+        assert_eq!(find(&r, "GET", "ADMIN.example.com.:80", "/api/x"), Some(4));
     }
 
     #[test]
@@ -172,6 +182,18 @@ mod tests {
         assert_eq!(find(&r, "GET", "x", "/api"), Some(0));
         assert_eq!(find(&r, "GET", "x", "/api/"), Some(0));
         assert_eq!(find(&r, "GET", "x", "/apiary"), None);
+    }
+
+    #[test]
+    fn case_insensitive_matches_ignore_ascii_case() {
+        let r = Router::new(&[
+            m("path_prefix: /api"),
+            m("{path_prefix: /admin, case_insensitive: true}"),
+        ]);
+        assert_eq!(find(&r, "GET", "x", "/API/users"), None);
+        assert_eq!(find(&r, "GET", "x", "/ADMIN/users"), Some(1));
+        assert_eq!(find(&r, "GET", "x", "/aDmIn"), Some(1));
+        assert_eq!(find(&r, "GET", "x", "/admins"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::config::Limits;
 use crate::limits::{self, InFlight};
 use crate::metrics::{metrics, ConnectionGauge};
 use crate::proxy::{handle, Shared};
+use crate::strict::framing::{FramingWatch, Watched};
 use crate::tls::{TlsInfo, TlsListener};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -22,18 +23,30 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+/// A bound listening socket and what the config says of it.
+pub struct Listener {
+    pub socket: TcpListener,
+    /// Its index in the config's `listeners:` (for its path policy).
+    pub index: usize,
+    /// With TLS each connection starts with the handshake.
+    pub tls: Option<Arc<TlsListener>>,
+}
+
 /// Accepts connections, one task each, until `shutdown` turns true; then
 /// drains open connections for at most `drain`. At `limits.max_connections`
 /// open connections it stops accepting, so new clients wait in the kernel's
-/// backlog instead of starving the ones being served. With `tls` each
-/// connection starts with the TLS handshake.
+/// backlog instead of starving the ones being served.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
-    tls: Option<Arc<TlsListener>>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    let Listener {
+        socket: listener,
+        index,
+        tls,
+    } = listener;
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(
         shared.gateway.load().config.limits.max_connections,
@@ -73,6 +86,7 @@ pub async fn serve(
             let _held = (slot, gauge);
             let conn = Connection {
                 client,
+                listener: index,
                 shared,
                 limits,
                 in_flight: in_flight.clone(),
@@ -111,6 +125,7 @@ pub async fn serve(
 /// One accepted connection, ready to serve.
 struct Connection {
     client: SocketAddr,
+    listener: usize,
     shared: Arc<Shared>,
     limits: Limits,
     in_flight: InFlight,
@@ -125,19 +140,30 @@ impl Connection {
     {
         let Connection {
             client,
+            listener,
             shared,
             limits,
             in_flight,
             watcher,
         } = self;
+        let (framing, verdicts) = FramingWatch::new(limits.max_header_bytes);
+        let io = Watched::new(io, framing);
+        let requests = std::sync::atomic::AtomicU64::new(0);
         let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
             let shared = shared.clone();
             let guard = in_flight.start();
             if let Some(tls) = &tls {
                 request.extensions_mut().insert(tls.clone());
             }
+            // HTTP/1 requests arrive one after another, in the watcher's order.
+            if request.version() < http::Version::HTTP_2 {
+                let index = requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(violation) = verdicts.for_request(index) {
+                    request.extensions_mut().insert(violation);
+                }
+            }
             async move {
-                let response = handle(shared, request, client).await;
+                let response = handle(shared, request, client, listener).await;
                 Ok::<_, Infallible>(limits::hold_until_sent(response, guard))
             }
         });

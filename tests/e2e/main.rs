@@ -3,6 +3,7 @@
 //! client, and checks what comes back over the wire.
 
 mod admin;
+mod adversarial;
 mod aggregate;
 mod bodies;
 mod cache;

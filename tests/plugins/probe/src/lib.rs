@@ -38,6 +38,8 @@ pub struct Config {
     pub fetch_headers: BTreeMap<String, String>,
     /// Add 1 to this plugin counter per request.
     pub metric: Option<String>,
+    /// Rewrite the request path to this, as written (dots and all).
+    pub set_path: Option<String>,
 }
 
 pub struct Probe(Config);
@@ -114,6 +116,9 @@ impl Plugin for Probe {
         let mut changes = RequestChanges::new()
             .set_header("x-chain", &appended(request.header("x-chain"), &c.tag))
             .set_header("x-probe-version", VERSION);
+        if let Some(path) = &c.set_path {
+            changes = changes.path(path);
+        }
         for key in &c.ctx_echo {
             changes = changes.set_header(
                 &format!("x-ctx-{key}"),
