@@ -49,11 +49,6 @@ async fn hostile_paths_and_queries_get_400_naming_the_rule() {
             "path_traversal.dot_segment",
         ),
         (
-            "/files/%2e%2e/%2e%2e/etc/passwd",
-            "path_traversal",
-            "path_traversal.dot_segment",
-        ),
-        (
             "/items?id=1%20UNION%20SELECT%20password",
             "sqli",
             "sqli.union_select",
@@ -76,6 +71,13 @@ async fn hostile_paths_and_queries_get_400_naming_the_rule() {
             "{path}"
         );
     }
+    // Escaped dot-segments climbing above `/` never reach a plugin: the
+    // gateway refuses them while canonicalising the path.
+    let reply = client
+        .get(&gw.url("/files/%2e%2e/%2e%2e/etc/passwd"), &[])
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["code"], "path_rejected");
 }
 
 #[tokio::test(flavor = "multi_thread")]
