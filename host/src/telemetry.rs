@@ -16,7 +16,7 @@ use crate::plugin::Telemetry;
 use prometheus::{CounterVec, HistogramOpts, HistogramVec, Opts, Registry};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 /// Metric families one plugin may create.
 pub const MAX_FAMILIES_PER_PLUGIN: usize = 64;
@@ -61,7 +61,8 @@ enum Kind {
 }
 
 impl GatewayTelemetry {
-    /// Telemetry recording plugin metrics into `registry`.
+    /// Telemetry recording plugin metrics into `registry`; it must be the
+    /// only one recording into it (see [`GatewayTelemetry::process_wide`]).
     pub fn new(registry: Registry) -> Self {
         let families = Families {
             taken: crate::metrics::metrics()
@@ -74,6 +75,18 @@ impl GatewayTelemetry {
             registry,
             families: Mutex::new(families),
         }
+    }
+
+    /// The telemetry of the process-wide registry (`metrics::metrics()`),
+    /// shared by every gateway in the process: which plugin families exist
+    /// is a fact about the registry, so the bookkeeping is shared with it.
+    pub fn process_wide() -> Arc<GatewayTelemetry> {
+        static SHARED: LazyLock<Arc<GatewayTelemetry>> = LazyLock::new(|| {
+            Arc::new(GatewayTelemetry::new(
+                crate::metrics::metrics().registry.clone(),
+            ))
+        });
+        SHARED.clone()
     }
 
     /// The registry plugin metrics are recorded in.
@@ -350,6 +363,21 @@ mod tests {
             reason(telemetry.record("q", "one_more", Kind::Counter, 1.0, &[])),
             "ok"
         );
+    }
+
+    #[test]
+    fn every_gateway_in_the_process_shares_one_bookkeeping_of_the_registry() {
+        // Two gateways (tests start many in one process) record the same
+        // plugin metric; the second must not find the family "taken".
+        let (first, second) = (
+            GatewayTelemetry::process_wide(),
+            GatewayTelemetry::process_wide(),
+        );
+        let record = |t: &GatewayTelemetry, plugin| {
+            reason(t.record(plugin, "shared_by_gateways", Kind::Counter, 1.0, &[]))
+        };
+        assert_eq!(record(&first, "p"), "ok");
+        assert_eq!(record(&second, "q"), "ok");
     }
 
     #[test]
