@@ -44,9 +44,10 @@ endef
 
 plugins: wasm-target
 	mkdir -p $(PLUGIN_DIR) $(TEST_PLUGIN_DIR)
-	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(foreach p,$(BUILTIN),-p plugin-$(p)) -p plugin-probe
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(foreach p,$(BUILTIN),-p plugin-$(p)) -p plugin-probe -p plugin-hostile
 	$(foreach p,$(BUILTIN),$(call install_wasm,$(WASM_OUT)/plugin_$(subst -,_,$(p)).wasm,$(PLUGIN_DIR)/$(p).wasm);)
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe.wasm)
+	$(call install_wasm,$(WASM_OUT)/plugin_hostile.wasm,$(TEST_PLUGIN_DIR)/hostile.wasm)
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p plugin-probe --features plugin-probe/v2
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe-v2.wasm)
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p plugin-probe --features plugin-probe/caps

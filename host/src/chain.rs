@@ -8,6 +8,7 @@
 use crate::config::OnError;
 use crate::convert::apply_header_changes;
 use crate::plugin::bindings::{Request, RequestAction, Response};
+use crate::plugin::bounds;
 use crate::plugin::{PluginFault, PluginPool, RequestContext};
 use std::sync::Arc;
 use std::time::Instant;
@@ -162,7 +163,9 @@ impl Chain {
         Ok(())
     }
 
-    /// Logs a plugin fault; returns it if the step fails closed.
+    /// Counts a plugin fault and logs it (the first of each plugin and kind,
+    /// then at most one a minute, so a plugin failing every request cannot
+    /// flood the log); returns it if the step fails closed.
     fn fault(
         &self,
         step: &Step,
@@ -175,14 +178,18 @@ impl Chain {
             .plugin_faults
             .with_label_values(&[plugin, fault.kind()])
             .inc();
-        tracing::error!(
-            plugin,
-            route,
-            phase,
-            kind = fault.kind(),
-            on_error = ?step.on_error,
-            "plugin fault: {fault}"
-        );
+        let now = std::time::Instant::now();
+        if let Some(suppressed) = bounds::log_gate(plugin, "fault", fault.kind(), now) {
+            tracing::error!(
+                plugin,
+                route,
+                phase,
+                kind = fault.kind(),
+                on_error = ?step.on_error,
+                suppressed,
+                "plugin fault: {fault}"
+            );
+        }
         (step.on_error == OnError::FailClosed).then(|| ChainFault {
             plugin: plugin.to_string(),
             fault,

@@ -20,22 +20,31 @@ pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// The contract's header list back into a header map; entries that are not
-/// valid HTTP are dropped with a debug log (a plugin cannot break the framing).
+/// valid HTTP, and any beyond what a header map holds, are dropped (a plugin
+/// cannot break the framing, nor panic the host). The chain refuses such
+/// lists earlier (`plugin::bounds`); this is the last line.
 pub fn header_map(list: &[(String, String)]) -> HeaderMap {
-    let mut map = HeaderMap::with_capacity(list.len());
+    // `with_capacity` and `append` panic past the map's maximum size.
+    let mut map = HeaderMap::try_with_capacity(list.len().min(MAX_HEADER_MAP)).unwrap_or_default();
+    let mut dropped = 0usize;
     for (name, value) in list {
-        match (
+        let appended = match (
             HeaderName::try_from(name.as_str()),
             HeaderValue::try_from(value.as_str()),
         ) {
-            (Ok(name), Ok(value)) => {
-                map.append(name, value);
-            }
-            _ => tracing::debug!(header = %name, "dropping invalid header set by a plugin"),
-        }
+            (Ok(name), Ok(value)) => map.try_append(name, value).is_ok(),
+            _ => false,
+        };
+        dropped += usize::from(!appended);
+    }
+    if dropped > 0 {
+        tracing::debug!(dropped, "dropping invalid headers set by a plugin");
     }
     map
 }
+
+/// The most entries a header map is given up front (it holds at most 32768).
+const MAX_HEADER_MAP: usize = 1 << 12;
 
 /// Applies a plugin's header edits: remove, then set, then append.
 pub fn apply_header_changes(headers: &mut Vec<(String, String)>, changes: HeaderChanges) {
@@ -82,5 +91,15 @@ mod tests {
     fn invalid_plugin_headers_are_dropped() {
         let map = header_map(&h(&[("ok", "1"), ("bad name", "2"), ("x", "bad\nvalue")]));
         assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn more_headers_than_a_map_holds_are_dropped_not_a_panic() {
+        let list: Vec<(String, String)> = (0..100_000)
+            .map(|i| (format!("x-h-{i}"), "v".to_string()))
+            .collect();
+        let map = header_map(&list);
+        assert!(map.len() < list.len());
+        assert!(map.contains_key("x-h-0"));
     }
 }

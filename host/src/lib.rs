@@ -89,9 +89,7 @@ fn gateway_services(
     HostServices {
         kv: Arc::new(MemoryKv::default()),
         outbound: Arc::new(outbound::GatewayOutbound { client, upstreams }),
-        telemetry: Arc::new(telemetry::GatewayTelemetry::new(
-            metrics::metrics().registry.clone(),
-        )),
+        telemetry: telemetry::GatewayTelemetry::process_wide(),
     }
 }
 

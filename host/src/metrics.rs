@@ -12,8 +12,11 @@ use std::sync::LazyLock;
 /// Series operators graph and alert on.
 pub struct GatewayMetrics {
     pub registry: Registry,
-    /// Plugin faults by plugin and kind (trap, deadline, memory, config).
+    /// Plugin faults by plugin and kind (trap, deadline, memory, config, invalid_output).
     pub plugin_faults: IntCounterVec,
+    /// What the host refused a plugin, by plugin, capability or hook output
+    /// (`what`) and reason (see `plugin::bounds`).
+    pub plugin_refusals: IntCounterVec,
     /// Hot-reload attempts by result (ok, error).
     pub reloads: IntCounterVec,
     /// Requests answered, by route and status class (`2xx`…`5xx`).
@@ -74,6 +77,11 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
             "Plugin calls that trapped, timed out or broke their memory cap",
             &["plugin", "kind"],
         ),
+        plugin_refusals: counter(
+            "wasmgate_plugin_refusals_total",
+            "Capability calls and hook results the host refused a plugin",
+            &["plugin", "what", "reason"],
+        ),
         reloads: counter(
             "wasmgate_reloads_total",
             "Hot-reload attempts of the config or plugin files",
@@ -106,6 +114,45 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
         registry,
     }
 });
+
+impl GatewayMetrics {
+    /// Every series name the gateway's own families expose (a histogram's
+    /// `_bucket`, `_sum` and `_count` too), so plugin metrics can be kept
+    /// off them.
+    pub fn series_names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let single = [
+            self.plugin_faults.desc(),
+            self.plugin_refusals.desc(),
+            self.reloads.desc(),
+            self.requests.desc(),
+            self.active_connections.desc(),
+        ];
+        let histograms = [
+            self.request_duration.desc(),
+            self.upstream_duration.desc(),
+            self.plugin_call_duration.desc(),
+        ];
+        let names = |descs: &[Vec<&prometheus::core::Desc>]| -> Vec<String> {
+            descs.iter().flatten().map(|d| d.fq_name.clone()).collect()
+        };
+        let mut all = names(&single);
+        for name in names(&histograms) {
+            all.extend(histogram_series(&name));
+        }
+        all
+    }
+}
+
+/// The series names a histogram family called `name` exposes.
+pub fn histogram_series(name: &str) -> [String; 4] {
+    [
+        name.to_string(),
+        format!("{name}_bucket"),
+        format!("{name}_sum"),
+        format!("{name}_count"),
+    ]
+}
 
 /// The process-wide metrics.
 pub fn metrics() -> &'static GatewayMetrics {

@@ -12,6 +12,7 @@ mod chain;
 mod cors;
 mod faults;
 mod hmac_signature;
+mod hostile;
 mod ip_filter;
 mod jwt_auth;
 mod limits;

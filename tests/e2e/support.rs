@@ -141,6 +141,7 @@ impl TestGateway {
         );
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, config).unwrap();
+        capture_gateway_log();
         let gateway = wasmgate::start(&config_path).await.expect("gateway starts");
         let addr = gateway.addresses[0];
         TestGateway {
@@ -161,6 +162,7 @@ impl TestGateway {
             format!("listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\n{yaml}");
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, config).unwrap();
+        capture_gateway_log();
         let gateway = wasmgate::start(&config_path).await.expect("gateway starts");
         let addr = gateway.addresses[0];
         TestGateway {
@@ -201,6 +203,74 @@ impl TestGateway {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The log output of every gateway this test binary ran so far, as
+/// `wasmgate run` writes it to stderr: its warnings and errors (`tracing`,
+/// without colours), and the report of every panic raised outside the
+/// tests' own code (`thread '…' panicked at host/src/…`). Captured from the
+/// first gateway a test starts; gateways run in this process, so a panic in
+/// one lands here whichever test caused it.
+pub fn gateway_log() -> String {
+    String::from_utf8_lossy(&GATEWAY_LOG.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+/// What [`gateway_log`] holds, up to [`GATEWAY_LOG_CAP`] bytes of log lines
+/// (panic reports always).
+static GATEWAY_LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+const GATEWAY_LOG_CAP: usize = 64 << 20;
+
+struct GatewayLogWriter;
+
+impl std::io::Write for GatewayLogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut log = GATEWAY_LOG.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() + buf.len() <= GATEWAY_LOG_CAP {
+            log.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per process) the `tracing` subscriber and the panic hook
+/// that feed [`gateway_log`]; the previous panic hook still runs.
+pub fn capture_gateway_log() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_ansi(false)
+            .with_writer(|| GatewayLogWriter)
+            .try_init();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info.location();
+            // A failing assertion in a test is the test's own report, not the gateway's.
+            if !location.is_some_and(|l| l.file().starts_with("tests/")) {
+                let thread = std::thread::current();
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let location = location.map(|l| l.to_string()).unwrap_or_default();
+                let report = format!(
+                    "thread '{}' panicked at {location}:\n{message}\n",
+                    thread.name().unwrap_or("<unnamed>")
+                );
+                GATEWAY_LOG
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(report.as_bytes());
+            }
+            previous(info);
+        }));
+    });
 }
 
 /// Extra config for [`TestGateway::start_opts`]; each is YAML text ending in a newline.

@@ -2,6 +2,7 @@
 //! host capabilities they may import.
 
 pub mod bindings;
+pub mod bounds;
 pub mod capabilities;
 pub mod grants;
 mod host_api;
@@ -76,6 +77,11 @@ pub enum PluginFault {
     Memory { limit_bytes: usize },
     #[error("{0}")]
     Config(String),
+    /// A hook returned something the host refuses to act on (an invalid
+    /// header, status or path, a body or header set over the bounds); see
+    /// [`bounds`].
+    #[error("returned an invalid result: {0}")]
+    InvalidOutput(String),
 }
 
 impl PluginFault {
@@ -86,6 +92,7 @@ impl PluginFault {
             PluginFault::Deadline { .. } => "deadline",
             PluginFault::Memory { .. } => "memory",
             PluginFault::Config(_) => "config",
+            PluginFault::InvalidOutput(_) => "invalid_output",
         }
     }
 }

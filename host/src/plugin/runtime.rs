@@ -10,6 +10,7 @@
 use super::bindings::{
     Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges,
 };
+use super::bounds;
 use super::capabilities::HostServices;
 use super::grants::{Capability, Grants};
 use super::state::{PluginState, RequestContext};
@@ -321,9 +322,23 @@ impl PluginRuntime {
             .await
             .map_err(|e| init_failed(classify(e, first.store.data().memory.exceeded, limits)))?;
         pool.info = info;
-        pool.header_interest =
-            interest.map(|names| names.into_iter().map(|n| n.to_ascii_lowercase()).collect());
-        pool.idle.lock().expect("pool lock").push(first);
+        pool.header_interest = match interest {
+            Some(names) if names.len() > bounds::MAX_HEADER_INTEREST => {
+                // Narrowing to that many names would cost more than it saves.
+                tracing::warn!(
+                    plugin = %pool.compiled.name,
+                    route,
+                    names = names.len(),
+                    "plugin lists more than {} header names of interest; it gets every header",
+                    bounds::MAX_HEADER_INTEREST
+                );
+                None
+            }
+            interest => {
+                interest.map(|names| names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+            }
+        };
+        lock(&pool.idle).push(first);
         Ok(pool)
     }
 }
@@ -417,12 +432,17 @@ impl PluginPool {
         let mut instance = self.checkout().await?;
         let all_headers = self.narrow_headers(&mut request.headers);
         let result = self
-            .call(&mut instance, context, async |plugin, store| {
-                plugin
-                    .wasmgate_plugin_handler()
-                    .call_on_request(store, &*request)
-                    .await
-            })
+            .call(
+                &mut instance,
+                context,
+                async |plugin, store| {
+                    plugin
+                        .wasmgate_plugin_handler()
+                        .call_on_request(store, &*request)
+                        .await
+                },
+                bounds::check_request_action,
+            )
             .await;
         if let Some(all) = all_headers {
             request.headers = all;
@@ -440,12 +460,17 @@ impl PluginPool {
         let mut instance = self.checkout().await?;
         let all_headers = self.narrow_headers(&mut response.headers);
         let result = self
-            .call(&mut instance, context, async |plugin, store| {
-                plugin
-                    .wasmgate_plugin_handler()
-                    .call_on_response(store, &*response)
-                    .await
-            })
+            .call(
+                &mut instance,
+                context,
+                async |plugin, store| {
+                    plugin
+                        .wasmgate_plugin_handler()
+                        .call_on_response(store, &*response)
+                        .await
+                },
+                bounds::check_response_changes,
+            )
             .await;
         if let Some(all) = all_headers {
             response.headers = all;
@@ -466,26 +491,36 @@ impl PluginPool {
     }
 
     /// Moves the context into the store, runs `f` under the call deadline,
-    /// moves the context back out (even after a fault: what the plugin set
-    /// before failing is kept only on success).
+    /// checks its result against the host's bounds with `check`, moves the
+    /// context back out (even after a fault: what the plugin set before
+    /// failing is kept only on success). A result the host will not act on
+    /// is counted as a refusal and faults the call (`invalid_output`).
     async fn call<T>(
         &self,
         instance: &mut Instance,
         context: &mut RequestContext,
         f: impl AsyncFnOnce(&Plugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        check: impl FnOnce(&T) -> Result<(), bounds::Refusal>,
     ) -> Result<T, PluginFault> {
         let saved = context.clone();
         let Instance { store, plugin } = instance;
         store.data_mut().context = std::mem::take(context);
-        store.data_mut().clock.start();
+        store.data_mut().start_call();
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
         let result = f(plugin, store).await;
         let state = store.data_mut();
         match result {
-            Ok(value) => {
-                *context = std::mem::take(&mut state.context);
-                Ok(value)
-            }
+            Ok(value) => match check(&value) {
+                Ok(()) => {
+                    *context = std::mem::take(&mut state.context);
+                    Ok(value)
+                }
+                Err(refusal) => {
+                    *context = saved;
+                    bounds::count(self.name(), refusal.what, refusal.reason);
+                    Err(PluginFault::InvalidOutput(refusal.to_string()))
+                }
+            },
             Err(error) => {
                 *context = saved;
                 Err(classify(error, state.memory.exceeded, self.limits))
@@ -494,7 +529,7 @@ impl PluginPool {
     }
 
     async fn checkout(&self) -> Result<Instance, PluginFault> {
-        let idle = self.idle.lock().expect("pool lock").pop();
+        let idle = lock(&self.idle).pop();
         match idle {
             Some(instance) => Ok(instance),
             None => self.fresh().await.map(|(instance, _)| instance),
@@ -508,7 +543,7 @@ impl PluginPool {
         result: Result<T, PluginFault>,
     ) -> Result<T, PluginFault> {
         if result.is_ok() {
-            let mut idle = self.idle.lock().expect("pool lock");
+            let mut idle = lock(&self.idle);
             if idle.len() < self.limits.max_idle_instances {
                 idle.push(instance);
             }
@@ -529,7 +564,7 @@ impl PluginPool {
         let mut store = Store::new(self.compiled.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(deadline_reached);
-        store.data_mut().clock.start();
+        store.data_mut().start_call();
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
         let plugin = match self.compiled.pre.instantiate_async(&mut store).await {
             Ok(plugin) => plugin,
@@ -543,6 +578,13 @@ impl PluginPool {
         let info = init.map_err(PluginFault::Config)?;
         Ok((Instance { store, plugin }, info))
     }
+}
+
+/// The idle instances; nothing panics while they are locked, and a poisoned
+/// lock is recovered rather than spread.
+fn lock(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+    idle.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Turns a wasmtime error into the fault kind operators see in logs and metrics.

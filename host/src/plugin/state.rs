@@ -1,5 +1,6 @@
 //! What each plugin instance's store holds, and the memory cap it enforces.
 
+use super::bounds::CallBudget;
 use super::capabilities::HostServices;
 use super::grants::Grants;
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub struct PluginState {
     /// aggregation waiting on a slow upstream is bounded by its per-call
     /// timeouts, not by the plugin deadline.
     pub(crate) clock: CallClock,
+    /// What the current call may still do through the capabilities.
+    pub(crate) budget: CallBudget,
 }
 
 /// Measures one plugin call's own time: wall time minus host waits.
@@ -86,7 +89,14 @@ impl PluginState {
                 started: Instant::now(),
                 host_wait: Duration::ZERO,
             },
+            budget: CallBudget::PER_CALL,
         }
+    }
+
+    /// A new call (a hook or `init`) begins: its clock and its budget start afresh.
+    pub(crate) fn start_call(&mut self) {
+        self.clock.start();
+        self.budget = CallBudget::PER_CALL;
     }
 
     /// The kv key a plugin's `key` is stored under: plugins never see each
