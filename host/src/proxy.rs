@@ -51,11 +51,12 @@ const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto")
 /// exported as a span when export is configured.
 pub async fn handle(
     shared: Arc<Shared>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     client: SocketAddr,
 ) -> Response<Body> {
     let started = Instant::now();
     let gateway = shared.gateway.load_full();
+    gateway.strip_forgeable_headers(request.headers_mut());
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
