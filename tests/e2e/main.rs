@@ -11,6 +11,7 @@ mod chain;
 mod cors;
 mod faults;
 mod hmac_signature;
+mod identity_headers;
 mod ip_filter;
 mod jwt_auth;
 mod limits;

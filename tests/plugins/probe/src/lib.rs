@@ -38,6 +38,10 @@ pub struct Config {
     pub fetch_headers: BTreeMap<String, String>,
     /// Add 1 to this plugin counter per request.
     pub metric: Option<String>,
+    /// Identity headers this entry writes (e.g. an `x-ctx-<key>`), declared
+    /// by the gateway's convention so it strips client-sent copies; the
+    /// probe itself ignores the list.
+    pub identity_headers: Vec<String>,
 }
 
 pub struct Probe(Config);
