@@ -819,7 +819,9 @@ routes:
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("gw.yaml:13:"), "{err}");
         assert!(
-            err.contains("plugin `api-key`: config.identity_headers: must be a list of header names"),
+            err.contains(
+                "plugin `api-key`: config.identity_headers: must be a list of header names"
+            ),
             "{err}"
         );
     }

@@ -274,7 +274,9 @@ mod tests {
                 header: "x-consumer".into()
             }]
         );
-        assert!(gaps[0].to_string().contains("route `r`: plugin `api-key` writes identity header `x-consumer`"));
+        assert!(gaps[0]
+            .to_string()
+            .contains("route `r`: plugin `api-key` writes identity header `x-consumer`"));
         let none = config("strip_request_headers: []\n", plugins);
         assert_eq!(unstripped(&none).len(), 2);
         assert!(StripList::new(&none).names().next().is_none());

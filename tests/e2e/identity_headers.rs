@@ -46,13 +46,20 @@ async fn a_client_sent_identity_header_never_reaches_the_upstream() {
     for client in [get_client(), HttpClient::h2c()] {
         let public = client.get(&gw.url("/public/me"), &FORGED).await;
         assert_eq!(public.status, 200);
-        assert_eq!(public.upstream_header("x-consumer"), None, "no api-key here");
+        assert_eq!(
+            public.upstream_header("x-consumer"),
+            None,
+            "no api-key here"
+        );
         assert_eq!(public.upstream_header("x-user-id"), None);
         assert_eq!(public.upstream_header("x-ctx-tenant"), None);
         assert_eq!(public.upstream_header("x-other").as_deref(), Some("kept"));
     }
     let bob = get_client()
-        .get(&gw.url("/api/me"), &[("x-api-key", "key-of-bob-1"), FORGED[0]])
+        .get(
+            &gw.url("/api/me"),
+            &[("x-api-key", "key-of-bob-1"), FORGED[0]],
+        )
         .await;
     assert_eq!(bob.status, 200);
     assert_eq!(bob.upstream_header("x-consumer").as_deref(), Some("bob"));

@@ -227,12 +227,18 @@ fn unsafe_methods_and_credentials_bypass_the_cache() {
 fn one_consumers_entry_is_never_served_to_another_unless_shared() {
     let plugin = load(json!({"ttl_seconds": 60}));
     let get = || request("GET", "/me");
-    assert_eq!(x_cache(exchange_as(&plugin, "alice", get(), ok("alice's"))), "MISS");
+    assert_eq!(
+        x_cache(exchange_as(&plugin, "alice", get(), ok("alice's"))),
+        "MISS"
+    );
     let Outcome::Hit(again) = exchange_as(&plugin, "alice", get(), ok("x")) else {
         panic!("alice's own entry is a hit")
     };
     assert_eq!(again.body.as_deref(), Some(&b"alice's"[..]));
-    assert_eq!(x_cache(exchange_as(&plugin, "bob", get(), ok("bob's"))), "MISS");
+    assert_eq!(
+        x_cache(exchange_as(&plugin, "bob", get(), ok("bob's"))),
+        "MISS"
+    );
     assert_eq!(x_cache(exchange(&plugin, get(), ok("anyone's"))), "MISS");
     assert_eq!(plugin.kv_entries().len(), 3, "alice, bob, anonymous");
     let Outcome::Hit(bobs) = exchange_as(&plugin, "bob", get(), ok("x")) else {
@@ -241,7 +247,10 @@ fn one_consumers_entry_is_never_served_to_another_unless_shared() {
     assert_eq!(bobs.body.as_deref(), Some(&b"bob's"[..]));
 
     let shared = load(json!({"ttl_seconds": 60, "shared": true}));
-    assert_eq!(x_cache(exchange_as(&shared, "alice", get(), ok("a"))), "MISS");
+    assert_eq!(
+        x_cache(exchange_as(&shared, "alice", get(), ok("a"))),
+        "MISS"
+    );
     assert!(is_hit(&exchange_as(&shared, "bob", get(), ok("b"))));
     assert!(is_hit(&exchange(&shared, get(), ok("c"))));
 }
@@ -250,9 +259,20 @@ fn one_consumers_entry_is_never_served_to_another_unless_shared() {
 fn cached_credentials_are_kept_apart_by_digest_unless_shared() {
     let plugin = load(json!({"ttl_seconds": 60, "cache_authorized": true}));
     let with = |token: &str| request("GET", "/x").with_header("authorization", token);
-    assert_eq!(x_cache(exchange(&plugin, with("Bearer alice-token"), ok("a"))), "MISS");
-    assert!(is_hit(&exchange(&plugin, with("Bearer alice-token"), ok("a"))));
-    assert!(!is_hit(&exchange(&plugin, with("Bearer bob-token"), ok("b"))));
+    assert_eq!(
+        x_cache(exchange(&plugin, with("Bearer alice-token"), ok("a"))),
+        "MISS"
+    );
+    assert!(is_hit(&exchange(
+        &plugin,
+        with("Bearer alice-token"),
+        ok("a")
+    )));
+    assert!(!is_hit(&exchange(
+        &plugin,
+        with("Bearer bob-token"),
+        ok("b")
+    )));
     assert!(!is_hit(&exchange(&plugin, request("GET", "/x"), ok("c"))));
     let keys = plugin.kv_entries().into_keys().collect::<Vec<_>>();
     assert_eq!(keys.len(), 3);
@@ -262,20 +282,33 @@ fn cached_credentials_are_kept_apart_by_digest_unless_shared() {
     );
     let shared = load(json!({"ttl_seconds": 60, "cache_authorized": true, "shared": true}));
     exchange(&shared, with("Bearer alice-token"), ok("a"));
-    assert!(is_hit(&exchange(&shared, with("Bearer bob-token"), ok("b"))));
+    assert!(is_hit(&exchange(
+        &shared,
+        with("Bearer bob-token"),
+        ok("b")
+    )));
 }
 
 #[test]
 fn vary_context_values_are_part_of_the_key_even_when_shared() {
     for shared in [false, true] {
         let plugin = load(json!({"ttl_seconds": 60, "vary_context": ["tenant"], "shared": shared}));
-        let in_tenant = |tenant: &str| {
-            RequestContext::from([("tenant".to_string(), tenant.to_string())])
-        };
+        let in_tenant =
+            |tenant: &str| RequestContext::from([("tenant".to_string(), tenant.to_string())]);
         let get = || request("GET", "/t");
         exchange_in(&plugin, in_tenant("acme"), get(), ok("acme"));
-        assert!(is_hit(&exchange_in(&plugin, in_tenant("acme"), get(), ok("x"))));
-        assert!(!is_hit(&exchange_in(&plugin, in_tenant("other"), get(), ok("x"))));
+        assert!(is_hit(&exchange_in(
+            &plugin,
+            in_tenant("acme"),
+            get(),
+            ok("x")
+        )));
+        assert!(!is_hit(&exchange_in(
+            &plugin,
+            in_tenant("other"),
+            get(),
+            ok("x")
+        )));
         assert!(!is_hit(&exchange(&plugin, get(), ok("x"))), "no tenant");
     }
 }
@@ -285,7 +318,9 @@ fn an_identity_set_after_the_request_hook_is_not_stored() {
     for shared in [false, true] {
         let plugin = load(json!({"ttl_seconds": 60, "shared": shared}));
         let mut ctx = RequestContext::new();
-        let RequestAction::Continue(_) = plugin.on_request_with(request("GET", "/me"), &mut ctx).unwrap()
+        let RequestAction::Continue(_) = plugin
+            .on_request_with(request("GET", "/me"), &mut ctx)
+            .unwrap()
         else {
             panic!("a miss")
         };
@@ -295,7 +330,10 @@ fn an_identity_set_after_the_request_hook_is_not_stored() {
         assert_eq!(header(&changes.headers.set, "x-cache"), Some("MISS"));
         assert!(plugin.kv_entries().is_empty(), "shared: {shared}");
         assert!(
-            plugin.logs().iter().any(|l| l.message.contains("put auth before cache")),
+            plugin
+                .logs()
+                .iter()
+                .any(|l| l.message.contains("put auth before cache")),
             "{:?}",
             plugin.logs()
         );
