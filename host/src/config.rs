@@ -68,6 +68,13 @@ pub struct Config {
     /// (see [`crate::path`]); a listener or route may override a field.
     #[serde(default)]
     pub paths: PathPolicy,
+    /// Request headers removed from every client request, on every route,
+    /// before routing, so a client cannot forge what a plugin tells the
+    /// upstream about identity. Unset: every identity header a configured
+    /// plugin entry writes (see [`crate::identity_headers`]); `[]` strips
+    /// nothing.
+    #[serde(default)]
+    pub strip_request_headers: Option<Vec<String>>,
     /// Directory the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -371,6 +378,15 @@ impl Config {
             ));
         }
         self.check_limits()?;
+        for name in self.strip_request_headers.iter().flatten() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(problem(
+                    "strip_request_headers",
+                    Some(name.as_str()),
+                    format!("strip_request_headers: `{name}` is not a valid header name"),
+                ));
+            }
+        }
         if let Some(otlp) = &self.tracing.otlp {
             export::check(otlp)
                 .map_err(|(field, message)| problem("tracing:", Some(field), message))?;
@@ -493,6 +509,16 @@ impl Config {
                 }
                 self.check_grants(plugin)
                     .map_err(|(field, msg)| here(Some(&field), msg))?;
+                crate::identity_headers::declared(plugin).map_err(|msg| {
+                    here(
+                        Some(crate::identity_headers::CONFIG_FIELD),
+                        format!(
+                            "plugin `{}`: config.{}: {msg}",
+                            plugin.name,
+                            crate::identity_headers::CONFIG_FIELD
+                        ),
+                    )
+                })?;
             }
         }
         Ok(())
@@ -788,6 +814,32 @@ routes:
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown field `sampler`"), "{err}");
+    }
+
+    #[test]
+    fn bad_identity_header_names_name_the_field_and_line() {
+        let text = format!("strip_request_headers: [x-consumer, 'bad name']\n{GOOD}");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:1:"), "{err}");
+        assert!(
+            err.contains("strip_request_headers: `bad name` is not a valid header name"),
+            "{err}"
+        );
+        let config = parse(&format!("strip_request_headers: [X-Consumer]\n{GOOD}")).unwrap();
+        assert_eq!(config.strip_request_headers.unwrap(), ["X-Consumer"]);
+        assert!(parse(GOOD).unwrap().strip_request_headers.is_none());
+        let text = GOOD.replace(
+            "config: { keys: [] }",
+            "config: { keys: [], identity_headers: x-consumer }",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:13:"), "{err}");
+        assert!(
+            err.contains(
+                "plugin `api-key`: config.identity_headers: must be a list of header names"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use crate::catalog::PluginCatalog;
 use crate::chain::{Chain, Step};
 use crate::config::Config;
+use crate::identity_headers::StripList;
 use crate::path::{PathPolicy, PathPolicyOverride};
 use crate::plugin::{PluginError, PluginLimits, PluginRuntime, Tier};
 use crate::router::Router;
@@ -19,6 +20,8 @@ pub struct Gateway {
     router: Router,
     pub routes: Vec<Route>,
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Identity headers no client may send (`strip_request_headers`).
+    strip: StripList,
 }
 
 /// A route ready to serve.
@@ -97,6 +100,7 @@ impl Gateway {
         }
         Ok(Gateway {
             router: Router::new(config.routes.iter().map(|r| &r.matcher)),
+            strip: StripList::new(&config),
             config,
             routes,
             upstreams,
@@ -123,6 +127,13 @@ impl Gateway {
         self.router
             .find(method, host, path, headers)
             .map(|i| &self.routes[i])
+    }
+
+    /// Removes the identity headers a client must not send
+    /// (`strip_request_headers`, see [`crate::identity_headers`]): run on
+    /// every client request before routing.
+    pub fn strip_forgeable_headers(&self, headers: &mut http::HeaderMap) {
+        self.strip.strip(headers);
     }
 
     /// Names of the plugins any route uses.

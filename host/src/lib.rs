@@ -24,6 +24,7 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod gateway;
+pub mod identity_headers;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;

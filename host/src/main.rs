@@ -129,6 +129,10 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { config } => run(&config).await,
         Command::Validate { config } => {
             let gateway = wasmgate::validate(&config).await?;
+            // Valid, but a route lets a client forge what a plugin tells the upstream.
+            for gap in wasmgate::identity_headers::unstripped(&gateway.config) {
+                eprintln!("warning: {}: {gap}", config.display());
+            }
             println!(
                 "{}: ok ({} routes, {} upstreams, plugins: {})",
                 config.display(),

@@ -60,6 +60,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let gateway = shared.gateway.load_full();
+    gateway.strip_forgeable_headers(request.headers_mut());
     let request_id = request
         .headers()
         .get(&REQUEST_ID)

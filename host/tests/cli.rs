@@ -52,6 +52,33 @@ fn validate_names_file_line_and_problem() {
 }
 
 #[test]
+fn validate_warns_when_an_explicit_strip_list_lets_an_identity_header_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    let plugins = format!("{}/../target/plugins", env!("CARGO_MANIFEST_DIR"));
+    let write = |strip: &str| {
+        std::fs::write(
+            &file,
+            format!("listeners: [{{ address: '127.0.0.1:0' }}]\nplugins: {{ dir: '{plugins}' }}\n{strip}upstreams:\n  a: {{ targets: ['127.0.0.1:1'] }}\nroutes:\n  - name: api\n    upstream: a\n    plugins:\n      - name: api-key\n        config: {{ keys: [{{ key: key-of-alice, consumer: alice }}] }}\n"),
+        )
+        .unwrap();
+    };
+    write("strip_request_headers: [x-internal]\n");
+    let (ok, _, stderr) = wasmgate(&["validate", "--config", file.to_str().unwrap()]);
+    assert!(ok, "a warning, not an error: {stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("route `api`: plugin `api-key` writes identity header `x-consumer`, which strip_request_headers does not list"),
+        "{stderr}"
+    );
+    for quiet in ["", "strip_request_headers: [x-internal, X-Consumer]\n"] {
+        write(quiet);
+        let (ok, _, stderr) = wasmgate(&["validate", "--config", file.to_str().unwrap()]);
+        assert!(ok && !stderr.contains("warning"), "{quiet}: {stderr}");
+    }
+}
+
+#[test]
 fn validate_reports_a_missing_plugin_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gw.yaml");

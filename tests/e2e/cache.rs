@@ -1,7 +1,8 @@
 //! The cache plugin through the running gateway: a repeated GET is answered
 //! from the kv store without reaching the upstream (the echoed request id
 //! proves it), per-request headers of earlier plugins stay fresh on a hit,
-//! and errors are not stored.
+//! errors are not stored, and one consumer's entry is never served to
+//! another unless the route says `shared: true`.
 
 use crate::support::{get_client, TestGateway};
 
@@ -85,4 +86,64 @@ async fn error_responses_are_not_stored() {
     assert_eq!((ok.status, ok.header("x-cache")), (200, Some("MISS")));
     let again = client.get(&url, &[]).await;
     assert_eq!((again.status, again.header("x-cache")), (200, Some("HIT")));
+}
+
+/// `api-key` before `cache`, as the cache README prescribes, with `cache`
+/// configured by `cache_config`.
+fn behind_api_key(cache_config: &str) -> String {
+    format!(
+        "routes:
+  - name: r
+    upstream: a
+    plugins:
+      - name: api-key
+        config: {{ keys: [{{ key: key-of-alice, consumer: alice }}, {{ key: key-of-bob-1, consumer: bob }}] }}
+      - name: cache
+        allow: [kv]
+        config: {cache_config}
+"
+    )
+}
+
+const AS_ALICE: [(&str, &str); 1] = [("x-api-key", "key-of-alice")];
+const AS_BOB: [(&str, &str); 1] = [("x-api-key", "key-of-bob-1")];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_consumers_cached_response_is_never_served_to_another() {
+    let gw = TestGateway::start(&behind_api_key("{ ttl_seconds: 60 }")).await;
+    let client = get_client();
+    let url = gw.url("/me/orders");
+    let alice = client.get(&url, &AS_ALICE).await;
+    assert_eq!((alice.status, alice.header("x-cache")), (200, Some("MISS")));
+    let alice_again = client.get(&url, &AS_ALICE).await;
+    assert_eq!(alice_again.header("x-cache"), Some("HIT"));
+    assert_eq!(alice_again.body, alice.body);
+
+    let bob = client.get(&url, &AS_BOB).await;
+    assert_eq!(
+        bob.header("x-cache"),
+        Some("MISS"),
+        "bob must not get alice's entry"
+    );
+    assert_eq!(bob.upstream_header("x-consumer").as_deref(), Some("bob"));
+    let bob_again = client.get(&url, &AS_BOB).await;
+    assert_eq!(bob_again.header("x-cache"), Some("HIT"));
+    assert_eq!(
+        bob_again.upstream_header("x-consumer").as_deref(),
+        Some("bob")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_shared_one_entry_serves_every_consumer() {
+    let gw = TestGateway::start(&behind_api_key("{ ttl_seconds: 60, shared: true }")).await;
+    let client = get_client();
+    let url = gw.url("/catalog");
+    let alice = client.get(&url, &AS_ALICE).await;
+    assert_eq!((alice.status, alice.header("x-cache")), (200, Some("MISS")));
+    let bob = client.get(&url, &AS_BOB).await;
+    assert_eq!(bob.header("x-cache"), Some("HIT"), "shared: true shares");
+    assert_eq!(bob.body, alice.body);
+    let nobody = client.get(&url, &[]).await;
+    assert_eq!(nobody.status, 401, "a hit still needs the key");
 }

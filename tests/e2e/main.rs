@@ -13,6 +13,7 @@ mod cors;
 mod faults;
 mod hmac_signature;
 mod hostile;
+mod identity_headers;
 mod ip_filter;
 mod jwt_auth;
 mod limits;

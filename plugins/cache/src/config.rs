@@ -24,10 +24,20 @@ pub struct Config {
     /// Larger bodies are passed through, not stored (default 1 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Also cache requests carrying `Authorization` (default `false`: a
-    /// shared cache must not hand one user's answer to another).
+    /// Also cache requests carrying `Authorization` (default `false`). Each
+    /// credential then gets its own entries unless `shared` is set.
     #[serde(default)]
     pub cache_authorized: bool,
+    /// Serve one identity's response to another (default `false`). Without
+    /// it the key holds the request-context `consumer` (set by `api-key`,
+    /// `jwt-auth`, `hmac-signature`) and, for a cached `Authorization`
+    /// request, a digest of that header: alice's answer is never bob's.
+    #[serde(default)]
+    pub shared: bool,
+    /// Request-context keys whose values are part of the key (e.g. a
+    /// `tenant` an earlier plugin sets); kept even when `shared`.
+    #[serde(default)]
+    pub vary_context: Vec<String>,
 }
 
 fn default_statuses() -> Vec<u16> {
@@ -46,6 +56,9 @@ impl Config {
         }
         if let Some(name) = self.vary.iter().find(|n| !is_token(n)) {
             return Err(format!("vary: `{name}` is not a valid header name"));
+        }
+        if self.vary_context.iter().any(String::is_empty) {
+            return Err("vary_context: context keys must not be empty".into());
         }
         if self.statuses.is_empty() {
             return Err("statuses: must list at least one status".into());

@@ -9,9 +9,16 @@
 //!     statuses: [200]           # what may be stored (default)
 //!     max_body_bytes: 1048576   # larger bodies pass through (default 1 MiB)
 //!     cache_authorized: false   # requests with Authorization bypass (default)
+//!     shared: false             # entries are per consumer (default)
+//!     vary_context: [tenant]    # request-context keys that are part of the key
 //! ```
 //!
-//! The key is route, method, host, path, query and the `vary` headers. A hit
+//! The key is route, method, host, path, query, the `vary` headers and the
+//! `vary_context` values, and — unless `shared: true` — the identity of the
+//! caller: the request-context `consumer` an auth plugin before `cache` set,
+//! and a digest of `Authorization` when `cache_authorized`. So one consumer's
+//! response is never another's. An identity set only *after* the request
+//! hook (auth placed after `cache`) means nothing is stored. A hit
 //! is answered by the request hook with the stored status, headers and body
 //! plus `X-Cache: HIT` and `Age`; a miss goes upstream and the response hook
 //! stores what may be stored (`X-Cache: MISS`). Responses with `no-store`,
@@ -25,17 +32,25 @@ pub mod policy;
 use config::Config;
 use entry::Entry;
 use policy::Policy;
+use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmgate_plugin_sdk::prelude::*;
 use wasmgate_plugin_sdk::LogLevel;
 
 /// Context key carrying a miss's cache key to the response hook.
 const CTX_KEY: &str = "cache.key";
+/// Context key carrying the identity the request hook saw to the response hook.
+const CTX_SCOPE: &str = "cache.scope";
+/// The request-context key auth plugins put the caller's name in.
+const CONSUMER: &str = "consumer";
 
-/// The plugin: its storing policy and whether authorized requests count.
+/// The plugin: its storing policy, whether authorized requests count, and
+/// whose entries are kept apart.
 pub struct Cache {
     policy: Policy,
     cache_authorized: bool,
+    shared: bool,
+    vary_context: Vec<String>,
 }
 
 impl Cache {
@@ -46,8 +61,27 @@ impl Cache {
             && (self.cache_authorized || request.header("authorization").is_none())
     }
 
+    /// The request-context values an entry depends on: `consumer` and the
+    /// `vary_context` keys. Read by both hooks: when a plugin between them
+    /// changed one (an auth plugin placed after `cache`), a hit would skip
+    /// that plugin, so the response is not stored.
+    fn context_scope(&self) -> Vec<Option<String>> {
+        std::iter::once(CONSUMER)
+            .chain(self.vary_context.iter().map(String::as_str))
+            .map(context::get)
+            .collect()
+    }
+
     /// The entry's key: a JSON array, so no component can run into the next.
-    fn key(&self, request: &Request) -> String {
+    /// `scope` is [`Cache::context_scope`]; the consumer in it and the
+    /// credentials count only when entries are not `shared`.
+    fn key(&self, request: &Request, scope: &[Option<String>]) -> String {
+        let (consumer, vary_context) = scope.split_first().expect("consumer comes first");
+        let (consumer, credential) = if self.shared {
+            (None, None)
+        } else {
+            (consumer.as_deref(), self.credential(request))
+        };
         let vary: Vec<String> = self
             .policy
             .vary
@@ -64,8 +98,21 @@ impl Cache {
             request.path,
             request.query,
             vary,
+            vary_context,
+            consumer,
+            credential,
         ])
         .to_string()
+    }
+
+    /// A digest of the `Authorization` values of a request the config lets
+    /// through with them (the raw credential never becomes a kv key).
+    fn credential(&self, request: &Request) -> Option<String> {
+        if !self.cache_authorized || request.header("authorization").is_none() {
+            return None;
+        }
+        let digest = Sha256::digest(all_values(&request.headers, "authorization"));
+        Some(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// The stored entry for `key`; a kv failure or an unreadable entry is a miss.
@@ -125,6 +172,8 @@ impl Plugin for Cache {
         Ok(Cache {
             policy: config.policy()?,
             cache_authorized: config.cache_authorized,
+            shared: config.shared,
+            vary_context: config.vary_context,
         })
     }
 
@@ -140,11 +189,13 @@ impl Plugin for Cache {
         if !self.cacheable(request) {
             return RequestAction::Continue(RequestChanges::new());
         }
-        let key = self.key(request);
+        let scope = self.context_scope();
+        let key = self.key(request, &scope);
         if let Some(entry) = self.lookup(&key) {
             return RequestAction::Respond(hit(entry));
         }
         context::set(CTX_KEY, &key);
+        context::set(CTX_SCOPE, &serde_json::json!(scope).to_string());
         RequestAction::Continue(RequestChanges::new())
     }
 
@@ -152,7 +203,16 @@ impl Plugin for Cache {
         let Some(key) = context::get(CTX_KEY) else {
             return ResponseChanges::new().set_header("x-cache", "BYPASS");
         };
-        self.store(&key, response);
+        let scope = serde_json::json!(self.context_scope()).to_string();
+        if context::get(CTX_SCOPE).as_deref() == Some(scope.as_str()) {
+            self.store(&key, response);
+        } else {
+            log::log(
+                LogLevel::Warn,
+                "not stored: a plugin after `cache` set the consumer or a vary_context key; put auth before cache",
+                &[],
+            );
+        }
         ResponseChanges::new().set_header("x-cache", "MISS")
     }
 }

@@ -20,7 +20,21 @@ enum Outcome {
 }
 
 fn exchange(plugin: &Harness, req: Request, upstream: Response) -> Outcome {
-    let mut ctx = RequestContext::new();
+    exchange_in(plugin, RequestContext::new(), req, upstream)
+}
+
+/// As [`exchange`], for a request an earlier plugin authenticated as `consumer`.
+fn exchange_as(plugin: &Harness, consumer: &str, req: Request, upstream: Response) -> Outcome {
+    let ctx = RequestContext::from([("consumer".to_string(), consumer.to_string())]);
+    exchange_in(plugin, ctx, req, upstream)
+}
+
+fn exchange_in(
+    plugin: &Harness,
+    mut ctx: RequestContext,
+    req: Request,
+    upstream: Response,
+) -> Outcome {
     match plugin.on_request_with(req, &mut ctx).unwrap() {
         RequestAction::Respond(resp) => Outcome::Hit(resp),
         RequestAction::Continue(_) => {
@@ -203,10 +217,128 @@ fn unsafe_methods_and_credentials_bypass_the_cache() {
     let authed = request("GET", "/x").with_header("authorization", "Bearer t");
     assert_eq!(x_cache(exchange(&plugin, authed, ok("x"))), "BYPASS");
     assert!(plugin.kv_entries().is_empty());
-    let shared = load(json!({"ttl_seconds": 60, "cache_authorized": true}));
+    let authorized = load(json!({"ttl_seconds": 60, "cache_authorized": true}));
     let authed = || request("GET", "/x").with_header("authorization", "Bearer t");
-    assert_eq!(x_cache(exchange(&shared, authed(), ok("x"))), "MISS");
-    assert!(is_hit(&exchange(&shared, authed(), ok("x"))));
+    assert_eq!(x_cache(exchange(&authorized, authed(), ok("x"))), "MISS");
+    assert!(is_hit(&exchange(&authorized, authed(), ok("x"))));
+}
+
+#[test]
+fn one_consumers_entry_is_never_served_to_another_unless_shared() {
+    let plugin = load(json!({"ttl_seconds": 60}));
+    let get = || request("GET", "/me");
+    assert_eq!(
+        x_cache(exchange_as(&plugin, "alice", get(), ok("alice's"))),
+        "MISS"
+    );
+    let Outcome::Hit(again) = exchange_as(&plugin, "alice", get(), ok("x")) else {
+        panic!("alice's own entry is a hit")
+    };
+    assert_eq!(again.body.as_deref(), Some(&b"alice's"[..]));
+    assert_eq!(
+        x_cache(exchange_as(&plugin, "bob", get(), ok("bob's"))),
+        "MISS"
+    );
+    assert_eq!(x_cache(exchange(&plugin, get(), ok("anyone's"))), "MISS");
+    assert_eq!(plugin.kv_entries().len(), 3, "alice, bob, anonymous");
+    let Outcome::Hit(bobs) = exchange_as(&plugin, "bob", get(), ok("x")) else {
+        panic!("bob's own entry is a hit")
+    };
+    assert_eq!(bobs.body.as_deref(), Some(&b"bob's"[..]));
+
+    let shared = load(json!({"ttl_seconds": 60, "shared": true}));
+    assert_eq!(
+        x_cache(exchange_as(&shared, "alice", get(), ok("a"))),
+        "MISS"
+    );
+    assert!(is_hit(&exchange_as(&shared, "bob", get(), ok("b"))));
+    assert!(is_hit(&exchange(&shared, get(), ok("c"))));
+}
+
+#[test]
+fn cached_credentials_are_kept_apart_by_digest_unless_shared() {
+    let plugin = load(json!({"ttl_seconds": 60, "cache_authorized": true}));
+    let with = |token: &str| request("GET", "/x").with_header("authorization", token);
+    assert_eq!(
+        x_cache(exchange(&plugin, with("Bearer alice-token"), ok("a"))),
+        "MISS"
+    );
+    assert!(is_hit(&exchange(
+        &plugin,
+        with("Bearer alice-token"),
+        ok("a")
+    )));
+    assert!(!is_hit(&exchange(
+        &plugin,
+        with("Bearer bob-token"),
+        ok("b")
+    )));
+    assert!(!is_hit(&exchange(&plugin, request("GET", "/x"), ok("c"))));
+    let keys = plugin.kv_entries().into_keys().collect::<Vec<_>>();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        keys.iter().all(|k| !k.contains("token")),
+        "credentials are digested: {keys:?}"
+    );
+    let shared = load(json!({"ttl_seconds": 60, "cache_authorized": true, "shared": true}));
+    exchange(&shared, with("Bearer alice-token"), ok("a"));
+    assert!(is_hit(&exchange(
+        &shared,
+        with("Bearer bob-token"),
+        ok("b")
+    )));
+}
+
+#[test]
+fn vary_context_values_are_part_of_the_key_even_when_shared() {
+    for shared in [false, true] {
+        let plugin = load(json!({"ttl_seconds": 60, "vary_context": ["tenant"], "shared": shared}));
+        let in_tenant =
+            |tenant: &str| RequestContext::from([("tenant".to_string(), tenant.to_string())]);
+        let get = || request("GET", "/t");
+        exchange_in(&plugin, in_tenant("acme"), get(), ok("acme"));
+        assert!(is_hit(&exchange_in(
+            &plugin,
+            in_tenant("acme"),
+            get(),
+            ok("x")
+        )));
+        assert!(!is_hit(&exchange_in(
+            &plugin,
+            in_tenant("other"),
+            get(),
+            ok("x")
+        )));
+        assert!(!is_hit(&exchange(&plugin, get(), ok("x"))), "no tenant");
+    }
+}
+
+#[test]
+fn an_identity_set_after_the_request_hook_is_not_stored() {
+    for shared in [false, true] {
+        let plugin = load(json!({"ttl_seconds": 60, "shared": shared}));
+        let mut ctx = RequestContext::new();
+        let RequestAction::Continue(_) = plugin
+            .on_request_with(request("GET", "/me"), &mut ctx)
+            .unwrap()
+        else {
+            panic!("a miss")
+        };
+        // An auth plugin after the cache in the chain: a hit would skip it.
+        ctx.insert("consumer".into(), "alice".into());
+        let changes = plugin.on_response_with(ok("alice's"), &mut ctx).unwrap();
+        assert_eq!(header(&changes.headers.set, "x-cache"), Some("MISS"));
+        assert!(plugin.kv_entries().is_empty(), "shared: {shared}");
+        assert!(
+            plugin
+                .logs()
+                .iter()
+                .any(|l| l.message.contains("put auth before cache")),
+            "{:?}",
+            plugin.logs()
+        );
+        assert!(!is_hit(&exchange(&plugin, request("GET", "/me"), ok("x"))));
+    }
 }
 
 #[test]
@@ -241,6 +373,14 @@ fn bad_configs_are_refused_with_the_field() {
         (
             json!({"ttl_seconds": 60, "max_body_bytes": 0}),
             "max_body_bytes: must be between 1",
+        ),
+        (
+            json!({"ttl_seconds": 60, "vary_context": ["tenant", ""]}),
+            "vary_context: context keys must not be empty",
+        ),
+        (
+            json!({"ttl_seconds": 60, "shared": "yes"}),
+            "invalid type: string \"yes\", expected a boolean",
         ),
         (json!({"ttl_seconds": 60, "ttl": 5}), "unknown field `ttl`"),
         (json!({}), "missing field `ttl_seconds`"),

@@ -40,6 +40,10 @@ pub struct Config {
     pub metric: Option<String>,
     /// Rewrite the request path to this, as written (dots and all).
     pub set_path: Option<String>,
+    /// Identity headers this entry writes (e.g. an `x-ctx-<key>`), declared
+    /// by the gateway's convention so it strips client-sent copies; the
+    /// probe itself ignores the list.
+    pub identity_headers: Vec<String>,
 }
 
 pub struct Probe(Config);
