@@ -6,6 +6,7 @@ pub mod capabilities;
 pub mod grants;
 mod host_api;
 pub mod inspect;
+pub mod kv;
 pub mod runtime;
 pub mod state;
 
