@@ -162,7 +162,10 @@ impl Chain {
         Ok(())
     }
 
-    /// Logs a plugin fault; returns it if the step fails closed.
+    /// Logs a plugin fault in one line and counts it; a call that did not
+    /// run (breaker open, entry busy) is counted by the entry's guard and
+    /// logged at debug only, as a hammered entry would flood the log.
+    /// Returns the fault if the step fails closed.
     fn fault(
         &self,
         step: &Step,
@@ -171,18 +174,22 @@ impl Chain {
         fault: PluginFault,
     ) -> Option<ChainFault> {
         let plugin = step.pool.name();
-        crate::metrics::metrics()
-            .plugin_faults
-            .with_label_values(&[plugin, fault.kind()])
-            .inc();
-        tracing::error!(
-            plugin,
-            route,
-            phase,
-            kind = fault.kind(),
-            on_error = ?step.on_error,
-            "plugin fault: {fault}"
-        );
+        if fault.is_rejection() {
+            tracing::debug!(plugin, route, phase, kind = fault.kind(), on_error = ?step.on_error, "plugin {fault}");
+        } else {
+            crate::metrics::metrics()
+                .plugin_faults
+                .with_label_values(&[plugin, fault.kind()])
+                .inc();
+            tracing::error!(
+                plugin,
+                route,
+                phase,
+                kind = fault.kind(),
+                on_error = ?step.on_error,
+                "plugin fault: {fault}"
+            );
+        }
         (step.on_error == OnError::FailClosed).then(|| ChainFault {
             plugin: plugin.to_string(),
             fault,
