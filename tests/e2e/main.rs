@@ -12,6 +12,7 @@ mod cors;
 mod faults;
 mod hmac_signature;
 mod ip_filter;
+mod isolation;
 mod jwt_auth;
 mod limits;
 mod observability;
