@@ -7,7 +7,8 @@
 //!   every upstream has at least one healthy target (503 otherwise).
 //! - `GET /admin/routes`: the serving routes as JSON.
 //! - `GET /admin/plugins`: each loaded plugin's hash, size, contract version,
-//!   load time and last reload error, as JSON.
+//!   load time and last reload error, and each route entry running it (calls
+//!   in flight against its cap, fault breaker state), as JSON.
 //! - `GET /admin/upstreams`: each upstream's balancing, circuit state and
 //!   targets (weight, healthy, ejected, in flight), as JSON.
 
@@ -70,7 +71,7 @@ async fn answer(
         "/readyz" => ready(shared),
         "/admin/upstreams" => json(upstream::report::json(&shared.upstreams)),
         "/admin/routes" => routes(shared),
-        "/admin/plugins" => plugins(reloader).await,
+        "/admin/plugins" => plugins(shared, reloader).await,
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
     }
 }
@@ -127,9 +128,46 @@ fn routes(shared: &Shared) -> Response<Body> {
     json(json!(routes))
 }
 
-async fn plugins(reloader: &Reloader) -> Response<Body> {
+/// Each route entry running a plugin: its place, calls in flight against
+/// its cap, and its fault breaker.
+fn plugin_entries(shared: &Shared) -> Vec<(String, serde_json::Value)> {
+    use crate::plugin::guard::BreakerState;
+    let gateway = shared.gateway.load();
+    let mut entries = Vec::new();
+    for route in &gateway.routes {
+        for (position, step) in route.chain.steps().iter().enumerate() {
+            let status = step.pool.guard().status();
+            let (state, retry_after_ms) = match status.breaker {
+                BreakerState::Closed => ("closed", None),
+                BreakerState::Open { retry_after } => {
+                    ("open", Some(retry_after.as_millis() as u64))
+                }
+                BreakerState::HalfOpen => ("half_open", None),
+            };
+            entries.push((
+                step.pool.name().to_string(),
+                json!({
+                    "route": &*route.name,
+                    "position": position,
+                    "in_flight": status.in_flight,
+                    "max_concurrent_calls": status.max_concurrent_calls,
+                    "breaker": {
+                        "state": state,
+                        "retry_after_ms": retry_after_ms,
+                        "recent_faults": status.recent_faults,
+                        "trips": status.trips,
+                    },
+                }),
+            ));
+        }
+    }
+    entries
+}
+
+async fn plugins(shared: &Shared, reloader: &Reloader) -> Response<Body> {
     let catalog = reloader.catalog().await;
     let errors = reloader.plugin_errors();
+    let entries = plugin_entries(shared);
     let mut plugins: Vec<_> = catalog
         .iter()
         .map(|(name, p)| {
@@ -141,6 +179,7 @@ async fn plugins(reloader: &Reloader) -> Response<Body> {
                 "tier": p.tier.as_str(),
                 "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
                 "last_reload_error": errors.get(name.as_str()),
+                "entries": entries.iter().filter(|(n, _)| n == name).map(|(_, e)| e).collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -163,9 +163,10 @@ impl Chain {
         Ok(())
     }
 
-    /// Counts a plugin fault and logs it (the first of each plugin and kind,
-    /// then at most one a minute, so a plugin failing every request cannot
-    /// flood the log); returns it if the step fails closed.
+    /// Logs a plugin fault in one line and counts it; a call that did not
+    /// run (breaker open, entry busy) is counted by the entry's guard and
+    /// logged at debug only, as a hammered entry would flood the log.
+    /// Returns the fault if the step fails closed.
     fn fault(
         &self,
         step: &Step,
@@ -174,6 +175,13 @@ impl Chain {
         fault: PluginFault,
     ) -> Option<ChainFault> {
         let plugin = step.pool.name();
+        if fault.is_rejection() {
+            tracing::debug!(plugin, route, phase, kind = fault.kind(), on_error = ?step.on_error, "plugin {fault}");
+            return (step.on_error == OnError::FailClosed).then(|| ChainFault {
+                plugin: plugin.to_string(),
+                fault,
+            });
+        }
         crate::metrics::metrics()
             .plugin_faults
             .with_label_values(&[plugin, fault.kind()])

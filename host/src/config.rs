@@ -5,9 +5,11 @@
 //! `wasmgate validate` can say exactly where a config is wrong.
 
 mod export;
+mod isolation;
 mod resilience;
 
 pub use export::{OtlpConfig, TracingConfig};
+pub use isolation::{FaultBreakerConfig, KvConfig};
 pub use resilience::{
     BalanceStrategy, CircuitBreakerConfig, HealthCheckConfig, PassiveHealthConfig,
     RetryBudgetConfig, RetryConfig, TargetConfig,
@@ -75,6 +77,9 @@ pub struct Config {
     /// nothing.
     #[serde(default)]
     pub strip_request_headers: Option<Vec<String>>,
+    /// The embedded kv store's memory budget (read at start).
+    #[serde(default)]
+    pub kv: KvConfig,
     /// Directory the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -117,6 +122,13 @@ pub struct PluginSettings {
     /// Serve a hot-reloaded file from its baseline (Winch) build until the
     /// optimized one is ready; `false` waits for the optimized build.
     pub fast_reload: bool,
+    /// Calls one route entry may have in flight; an entry may override it.
+    pub max_concurrent_calls: usize,
+    /// How long a call beyond `max_concurrent_calls` waits for a slot before
+    /// it is answered per the entry's `on_error`.
+    pub queue_timeout_ms: u64,
+    /// When a faulting entry is skipped; an entry may override it.
+    pub fault_breaker: FaultBreakerConfig,
 }
 
 impl Default for PluginSettings {
@@ -127,6 +139,9 @@ impl Default for PluginSettings {
             memory_limit_mb: 64,
             max_idle_instances: 64,
             fast_reload: true,
+            max_concurrent_calls: 64,
+            queue_timeout_ms: 50,
+            fault_breaker: FaultBreakerConfig::default(),
         }
     }
 }
@@ -282,6 +297,13 @@ pub struct PluginEntry {
     /// `outbound:*`. Nothing by default.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Overrides `plugins.max_concurrent_calls` for this entry.
+    #[serde(default)]
+    pub max_concurrent_calls: Option<usize>,
+    /// Replaces `plugins.fault_breaker` for this entry (omitted fields take
+    /// the defaults).
+    #[serde(default)]
+    pub fault_breaker: Option<FaultBreakerConfig>,
 }
 
 impl PluginEntry {
@@ -387,6 +409,7 @@ impl Config {
                 ));
             }
         }
+        self.check_isolation()?;
         if let Some(otlp) = &self.tracing.otlp {
             export::check(otlp)
                 .map_err(|(field, message)| problem("tracing:", Some(field), message))?;
@@ -519,6 +542,19 @@ impl Config {
                         ),
                     )
                 })?;
+                if plugin.max_concurrent_calls == Some(0) {
+                    return Err(here(
+                        Some("max_concurrent_calls"),
+                        format!(
+                            "plugin `{}`: max_concurrent_calls must be at least 1",
+                            plugin.name
+                        ),
+                    ));
+                }
+                if let Some(breaker) = &plugin.fault_breaker {
+                    isolation::check_breaker(&format!("plugin `{}`: ", plugin.name), breaker)
+                        .map_err(|(field, msg)| here(Some(&field), msg))?;
+                }
             }
         }
         Ok(())
@@ -566,6 +602,28 @@ impl Config {
 }
 
 impl Config {
+    /// The `plugins:` concurrency and breaker settings and the `kv:` budget.
+    fn check_isolation(&self) -> Result<(), Problem> {
+        let problem = |anchor: &str, (field, message): (String, String)| Problem {
+            anchor: anchor.to_string(),
+            field: Some(field),
+            message,
+        };
+        let plugins = &self.plugins;
+        if plugins.max_concurrent_calls == 0 || plugins.queue_timeout_ms == 0 {
+            return Err(problem(
+                "plugins:",
+                (
+                    "max_concurrent_calls".into(),
+                    "plugins.max_concurrent_calls and queue_timeout_ms must be at least 1".into(),
+                ),
+            ));
+        }
+        isolation::check_breaker("plugins.", &plugins.fault_breaker)
+            .map_err(|e| problem("plugins:", e))?;
+        isolation::check_kv(&self.kv).map_err(|e| problem("kv:", e))
+    }
+
     /// A plugin entry's `allow:` list names real capabilities and upstreams;
     /// on error, the text to find the line by and the message.
     fn check_grants(&self, plugin: &PluginEntry) -> Result<(), (String, String)> {
@@ -840,6 +898,49 @@ routes:
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn isolation_settings_default_and_are_checked() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.plugins.max_concurrent_calls, 64);
+        assert_eq!(config.plugins.queue_timeout_ms, 50);
+        assert_eq!(config.plugins.fault_breaker, FaultBreakerConfig::default());
+        assert_eq!(config.plugins.fault_breaker.faults, 5);
+        assert_eq!(config.kv.max_bytes, 64 << 20);
+        assert_eq!(config.kv.default_namespace_bytes(), 32 << 20);
+        let entry = format!(
+            "{GOOD}        max_concurrent_calls: 4\n        fault_breaker: {{ faults: 2 }}\n"
+        );
+        let config = parse(&entry).unwrap();
+        let plugin = &config.routes[0].plugins[0];
+        assert_eq!(plugin.max_concurrent_calls, Some(4));
+        assert_eq!(plugin.fault_breaker.unwrap().faults, 2);
+        assert_eq!(plugin.fault_breaker.unwrap().cool_down_ms, 30_000);
+        let kv = format!("{GOOD}kv:\n  max_bytes: 1000\n  namespaces: {{ cache: 2000 }}\n");
+        let err = parse(&kv).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:16:"), "{err}");
+        assert!(
+            err.contains("budget of `cache` (2000) must be between 1 and kv.max_bytes (1000)"),
+            "{err}"
+        );
+        let ratio = format!("{GOOD}        fault_breaker: {{ failure_ratio: 2 }}\n");
+        let err = parse(&ratio).unwrap_err().to_string();
+        assert!(
+            err.contains("fault_breaker.failure_ratio 2 must be in [0, 1]"),
+            "{err}"
+        );
+        let zero = format!("{GOOD}plugins:\n  max_concurrent_calls: 0\n");
+        let err = parse(&zero).unwrap_err().to_string();
+        assert!(
+            err.contains("max_concurrent_calls and queue_timeout_ms must be at least 1"),
+            "{err}"
+        );
+        let typo = format!("{GOOD}kv:\n  max_byte: 5\n");
+        assert!(parse(&typo)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `max_byte`"));
     }
 
     #[test]

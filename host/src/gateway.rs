@@ -42,11 +42,15 @@ pub fn plugin_limits(config: &Config) -> PluginLimits {
         call_timeout: Duration::from_millis(config.plugins.call_timeout_ms),
         memory_limit_bytes: (config.plugins.memory_limit_mb as usize) << 20,
         max_idle_instances: config.plugins.max_idle_instances,
+        max_concurrent_calls: config.plugins.max_concurrent_calls,
+        queue_timeout: Duration::from_millis(config.plugins.queue_timeout_ms),
+        fault_breaker: config.plugins.fault_breaker,
     }
 }
 
 impl Gateway {
-    /// Builds a generation: every plugin entry gets its own instance pool,
+    /// Builds a generation: every plugin entry gets its own instance pool
+    /// (with its own concurrency cap and fault breaker, which start afresh),
     /// initialised with its config now, so a config a plugin refuses fails
     /// the build instead of a request. Plugins missing from `catalog` are
     /// loaded into it.
@@ -73,6 +77,13 @@ impl Gateway {
                 }
                 let compiled = catalog.get(&entry.name).expect("loaded above").clone();
                 let grants = entry.grants().expect("checked when the config was parsed");
+                let limits = PluginLimits {
+                    max_concurrent_calls: entry
+                        .max_concurrent_calls
+                        .unwrap_or(limits.max_concurrent_calls),
+                    fault_breaker: entry.fault_breaker.unwrap_or(limits.fault_breaker),
+                    ..limits
+                };
                 let pool = runtime
                     .pool(
                         compiled,

@@ -47,6 +47,7 @@ pub mod websocket;
 use crate::catalog::PluginCatalog;
 use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
+use crate::plugin::kv::KvLimits;
 use crate::plugin::{HostServices, MemoryKv, PluginError, PluginRuntime};
 use crate::proxy::Shared;
 use crate::reload::{ReloadEvent, Reloader};
@@ -82,13 +83,21 @@ pub enum StartError {
     },
 }
 
+/// The gateway's kv store, within the config's budget, reporting to `/metrics`.
+fn gateway_kv(config: &Config) -> Arc<MemoryKv> {
+    let metrics = metrics::metrics();
+    metrics.kv_max_bytes.set(config.kv.max_bytes as i64);
+    Arc::new(MemoryKv::new(KvLimits::from(&config.kv)).with_metrics(metrics.kv.clone()))
+}
+
 /// The gateway's capabilities for plugins, wired to the given upstream directory.
 fn gateway_services(
+    kv: Arc<MemoryKv>,
     upstreams: Arc<UpstreamDirectory>,
     client: upstream::HttpClient,
 ) -> HostServices {
     HostServices {
-        kv: Arc::new(MemoryKv::default()),
+        kv,
         outbound: Arc::new(outbound::GatewayOutbound { client, upstreams }),
         telemetry: telemetry::GatewayTelemetry::process_wide(),
     }
@@ -101,7 +110,9 @@ pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
     let config = Arc::new(Config::load(config_path)?);
     tls_listeners(&config)?;
     let upstreams = Arc::new(UpstreamDirectory::default());
+    let kv = Arc::new(MemoryKv::new(KvLimits::from(&config.kv)));
     let runtime = Arc::new(PluginRuntime::new(gateway_services(
+        kv,
         upstreams,
         upstream::http_client(),
     ))?);
@@ -176,7 +187,9 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
     let tls = tls_listeners(&config)?;
     let upstreams = Arc::new(UpstreamDirectory::default());
     let client = upstream::http_client();
+    let kv = gateway_kv(&config);
     let runtime = Arc::new(PluginRuntime::new(gateway_services(
+        kv.clone(),
         upstreams.clone(),
         client.clone(),
     ))?);
@@ -214,6 +227,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
 
     let plugin_dir = config.plugin_dir();
     let admin = config.admin.clone();
+    let config_sweep_ms = config.kv.sweep_interval_ms;
     let reloader = Arc::new(Reloader::new(
         config_path.to_path_buf(),
         runtime,
@@ -251,7 +265,11 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
             ))
         })
         .collect();
-    let mut tasks = Vec::new();
+    // Expired kv entries are freed even if nobody reads them again.
+    let mut tasks = vec![tokio::spawn(plugin::kv::sweep_forever(
+        kv,
+        std::time::Duration::from_millis(config_sweep_ms),
+    ))];
     let admin_address = match &admin {
         Some(admin) => {
             let listener =

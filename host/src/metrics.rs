@@ -4,6 +4,7 @@
 //! Names are what `examples/grafana/wasmgate.json` queries; rename one and
 //! the dashboard test fails.
 
+use crate::plugin::kv::KvMetrics;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -29,6 +30,16 @@ pub struct GatewayMetrics {
     pub plugin_call_duration: HistogramVec,
     /// Open client connections, by listener address.
     pub active_connections: IntGaugeVec,
+    /// 1 while a route entry's fault breaker is open (or probing), by route and plugin.
+    pub plugin_breaker_open: IntGaugeVec,
+    /// Times a route entry's fault breaker tripped, by route and plugin.
+    pub plugin_breaker_trips: IntCounterVec,
+    /// Plugin calls not run, by route, plugin and reason (`busy`, `breaker_open`).
+    pub plugin_calls_rejected: IntCounterVec,
+    /// The kv store's size and evictions, by namespace (plugin).
+    pub kv: KvMetrics,
+    /// The kv store's whole budget (`kv.max_bytes`).
+    pub kv_max_bytes: IntGauge,
 }
 
 /// Plugin calls take microseconds; the default buckets start at 5 ms.
@@ -60,16 +71,17 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
             .expect("registered once");
         vec
     };
-    let active_connections = IntGaugeVec::new(
-        Opts::new(
-            "wasmgate_active_connections",
-            "Client connections currently open",
-        ),
-        &["listener"],
-    )
-    .expect("valid metric");
+    let gauge = |name: &str, help: &str, labels: &[&str]| {
+        let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("registered once");
+        vec
+    };
+    let kv_max_bytes = IntGauge::new("wasmgate_kv_max_bytes", "The kv store's memory budget")
+        .expect("valid metric");
     registry
-        .register(Box::new(active_connections.clone()))
+        .register(Box::new(kv_max_bytes.clone()))
         .expect("registered once");
     GatewayMetrics {
         plugin_faults: counter(
@@ -110,7 +122,44 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
             &["plugin", "phase"],
             Some(PLUGIN_CALL_BUCKETS),
         ),
-        active_connections,
+        active_connections: gauge(
+            "wasmgate_active_connections",
+            "Client connections currently open",
+            &["listener"],
+        ),
+        plugin_breaker_open: gauge(
+            "wasmgate_plugin_breaker_open",
+            "1 while a route entry's plugin fault breaker is open or probing",
+            &["route", "plugin"],
+        ),
+        plugin_breaker_trips: counter(
+            "wasmgate_plugin_breaker_trips_total",
+            "Times a route entry's plugin fault breaker tripped",
+            &["route", "plugin"],
+        ),
+        plugin_calls_rejected: counter(
+            "wasmgate_plugin_calls_rejected_total",
+            "Plugin calls not run: breaker open, or the entry's concurrency cap full",
+            &["route", "plugin", "reason"],
+        ),
+        kv: KvMetrics {
+            bytes: gauge(
+                "wasmgate_kv_bytes",
+                "Bytes held by the kv store (keys, values, bookkeeping), by namespace",
+                &["namespace"],
+            ),
+            entries: gauge(
+                "wasmgate_kv_entries",
+                "Entries held by the kv store, by namespace",
+                &["namespace"],
+            ),
+            evictions: counter(
+                "wasmgate_kv_evictions_total",
+                "kv entries removed because they expired or to stay within budget (lru)",
+                &["namespace", "reason"],
+            ),
+        },
+        kv_max_bytes,
         registry,
     }
 });

@@ -501,7 +501,7 @@ impl Proxy<'_> {
         crate::limits::capped(body, self.route.max_body_bytes, self.body_fault.clone())
     }
 
-    /// 500 JSON for a fail-closed plugin fault, noted for the access log.
+    /// The answer to a fail-closed plugin fault, noted for the access log.
     fn plugin_failure(&self, fault: &ChainFault) -> Response<Body> {
         self.outcome.update(|o| {
             o.answered_by = AnsweredBy::PluginFault;
@@ -607,13 +607,30 @@ fn plugin_response(response: PluginResponse) -> Response<Body> {
     out
 }
 
-/// 500 JSON for a fail-closed plugin fault; the details stay in the log.
+/// 500 JSON for a fail-closed plugin fault (the details stay in the log);
+/// 503 when the plugin was not run (its breaker is open: with `Retry-After`,
+/// or its entry is at its concurrency cap).
 fn plugin_failure(fault: &ChainFault) -> Response<Body> {
-    json_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "plugin_error",
-        &format!("plugin `{}` failed ({})", fault.plugin, fault.fault.kind()),
-    )
+    let kind = fault.fault.kind();
+    if !fault.fault.is_rejection() {
+        return json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_error",
+            &format!("plugin `{}` failed ({kind})", fault.plugin),
+        );
+    }
+    let mut response = json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "plugin_unavailable",
+        &format!("plugin `{}` not run ({kind})", fault.plugin),
+    );
+    if let crate::plugin::PluginFault::Tripped { retry_after } = fault.fault {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.max(1).into());
+    }
+    response
 }
 
 /// Removes headers that belong to one connection, not the message (RFC 9110 §7.6.1).

@@ -15,6 +15,7 @@ mod hmac_signature;
 mod hostile;
 mod identity_headers;
 mod ip_filter;
+mod isolation;
 mod jwt_auth;
 mod limits;
 mod observability;

@@ -5,8 +5,10 @@ pub mod bindings;
 pub mod bounds;
 pub mod capabilities;
 pub mod grants;
+pub mod guard;
 mod host_api;
 pub mod inspect;
+pub mod kv;
 pub mod runtime;
 pub mod state;
 
@@ -82,6 +84,12 @@ pub enum PluginFault {
     /// [`bounds`].
     #[error("returned an invalid result: {0}")]
     InvalidOutput(String),
+    /// Not run: the entry's fault breaker is open.
+    #[error("not run: tripped by repeated faults (retry in {retry_after:?})")]
+    Tripped { retry_after: Duration },
+    /// Not run: the entry had `limit` calls in flight for all of `waited`.
+    #[error("not run: {limit} calls in flight, none finished within {waited:?}")]
+    Busy { limit: usize, waited: Duration },
 }
 
 impl PluginFault {
@@ -93,7 +101,15 @@ impl PluginFault {
             PluginFault::Memory { .. } => "memory",
             PluginFault::Config(_) => "config",
             PluginFault::InvalidOutput(_) => "invalid_output",
+            PluginFault::Tripped { .. } => "breaker_open",
+            PluginFault::Busy { .. } => "busy",
         }
+    }
+
+    /// The plugin did not run (breaker open, or no free slot): not a fault
+    /// of the plugin's, and not counted as one.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, PluginFault::Tripped { .. } | PluginFault::Busy { .. })
     }
 }
 

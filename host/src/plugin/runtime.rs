@@ -5,7 +5,16 @@
 //! A fresh instance costs ~20 µs, a call into a warm one ~1 µs (see
 //! BENCHMARKS.md), so instances are reused across requests; one that faults is
 //! dropped, never returned to its pool. Every call runs under an epoch
-//! deadline and a linear-memory cap.
+//! deadline and a linear-memory cap, and passes its entry's [`EntryGuard`]
+//! (concurrency cap, fault breaker) first.
+//!
+//! Plugin time is fair time: at every epoch tick (5 ms) a running call
+//! yields its tokio worker (`tokio::task::yield_now`, which resumes it only
+//! once the worker has run the other ready tasks and polled for I/O), so a
+//! looping plugin delays other requests by at most a tick per worker, and a
+//! busy gateway serves its healthy requests before it resumes a long call.
+//! The call's deadline still counts from its start (host waits excepted):
+//! time spent yielded is the call's time.
 
 use super::bindings::{
     Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges,
@@ -13,13 +22,15 @@ use super::bindings::{
 use super::bounds;
 use super::capabilities::HostServices;
 use super::grants::{Capability, Grants};
+use super::guard::EntryGuard;
 use super::state::{PluginState, RequestContext};
 use super::{PluginError, PluginFault};
+use crate::config::FaultBreakerConfig;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Strategy,
@@ -33,37 +44,85 @@ const MAX_INSTANCES: u32 = 1000;
 /// How often the epoch ticks; call deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Limits every plugin call runs under.
+/// A full trap backtrace is logged at most this often per plugin.
+const BACKTRACE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Limits every plugin call of one route entry runs under.
 #[derive(Debug, Clone, Copy)]
 pub struct PluginLimits {
     pub call_timeout: Duration,
     pub memory_limit_bytes: usize,
     pub max_idle_instances: usize,
+    /// Calls in flight at once; more wait up to `queue_timeout`.
+    pub max_concurrent_calls: usize,
+    pub queue_timeout: Duration,
+    pub fault_breaker: FaultBreakerConfig,
 }
 
-/// Whole epoch ticks covering `time` (at least one).
-fn ticks(time: Duration) -> u64 {
-    (time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-}
-
-/// Called when a plugin reaches its epoch deadline: interrupt it if its own
-/// time (host waits excluded) is spent, else extend to what is left.
+/// Called at every epoch tick while a plugin runs: interrupt it if its
+/// call's time (host waits excluded) is spent, else yield the worker and
+/// go on at the next tick.
 fn deadline_reached(
     store: wasmtime::StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     Ok(match store.data().clock.remaining() {
-        Some(left) => UpdateDeadline::Continue(ticks(left)),
+        Some(_) => UpdateDeadline::YieldCustom(1, Box::pin(step_aside())),
         None => UpdateDeadline::Interrupt,
     })
 }
 
+/// Where a running plugin call waits at a tick. `tokio::task::yield_now`
+/// resumes it only once its worker has run every other ready task and
+/// polled for I/O; but tokio then wakes it into the worker's LIFO slot,
+/// ahead of the tasks that I/O just woke. Yielding once more puts it at the
+/// back of the run queue, behind them.
+async fn step_aside() {
+    tokio::task::yield_now().await;
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
 impl Default for PluginLimits {
     fn default() -> Self {
+        let settings = crate::config::PluginSettings::default();
         PluginLimits {
-            call_timeout: Duration::from_millis(100),
-            memory_limit_bytes: 64 << 20,
-            max_idle_instances: 64,
+            call_timeout: Duration::from_millis(settings.call_timeout_ms),
+            memory_limit_bytes: (settings.memory_limit_mb as usize) << 20,
+            max_idle_instances: settings.max_idle_instances,
+            max_concurrent_calls: settings.max_concurrent_calls,
+            queue_timeout: Duration::from_millis(settings.queue_timeout_ms),
+            fault_breaker: settings.fault_breaker,
         }
+    }
+}
+
+/// Lets a full trap backtrace into the log at most once per
+/// [`BACKTRACE_INTERVAL`] per plugin; every fault still gets its one-line
+/// log and its count in `wasmgate_plugin_faults_total`.
+#[derive(Default)]
+struct BacktraceGate {
+    /// When the last backtrace was logged, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl BacktraceGate {
+    /// `Some(held back since the last one)` if a backtrace may be logged now.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().expect("backtrace gate lock");
+        let (last, held_back) = &mut *state;
+        if last.is_some_and(|at| now.duration_since(at) < BACKTRACE_INTERVAL) {
+            *held_back += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held_back))
     }
 }
 
@@ -153,6 +212,7 @@ pub struct CompiledPlugin {
     pub loaded_at: std::time::SystemTime,
     pub tier: Tier,
     pre: PluginPre<PluginState>,
+    backtraces: BacktraceGate,
 }
 
 impl PluginRuntime {
@@ -273,6 +333,7 @@ impl PluginRuntime {
             loaded_at: std::time::SystemTime::now(),
             tier,
             pre,
+            backtraces: BacktraceGate::default(),
         })
     }
 
@@ -294,8 +355,16 @@ impl PluginRuntime {
                 capability,
             });
         }
+        let guard = EntryGuard::new(
+            &compiled.name,
+            route,
+            limits.max_concurrent_calls,
+            limits.queue_timeout,
+            limits.fault_breaker,
+        );
         let mut pool = PluginPool {
             compiled,
+            guard,
             route: route.into(),
             config_json,
             limits,
@@ -320,7 +389,7 @@ impl PluginRuntime {
             .wasmgate_plugin_handler()
             .call_header_interest(&mut first.store)
             .await
-            .map_err(|e| init_failed(classify(e, first.store.data().memory.exceeded, limits)))?;
+            .map_err(|e| init_failed(classify(&e, first.store.data().memory.exceeded, limits)))?;
         pool.info = info;
         pool.header_interest = match interest {
             Some(names) if names.len() > bounds::MAX_HEADER_INTEREST => {
@@ -389,6 +458,8 @@ struct Instance {
 /// Warm, initialised instances of one plugin for one route entry.
 pub struct PluginPool {
     compiled: Arc<CompiledPlugin>,
+    /// The entry's concurrency cap and fault breaker.
+    guard: EntryGuard,
     route: Arc<str>,
     config_json: String,
     limits: PluginLimits,
@@ -411,6 +482,11 @@ impl PluginPool {
         &self.compiled
     }
 
+    /// The entry's concurrency cap and fault breaker.
+    pub fn guard(&self) -> &EntryGuard {
+        &self.guard
+    }
+
     /// What the plugin declared at init.
     pub fn info(&self) -> &PluginInfo {
         &self.info
@@ -429,7 +505,11 @@ impl PluginPool {
         request: &mut Request,
         context: &mut RequestContext,
     ) -> Result<RequestAction, PluginFault> {
-        let mut instance = self.checkout().await?;
+        let ticket = self.guard.admit().await?;
+        let mut instance = match self.checkout().await {
+            Ok(instance) => instance,
+            Err(fault) => return Err(ticket.finished(fault)),
+        };
         let all_headers = self.narrow_headers(&mut request.headers);
         let result = self
             .call(
@@ -447,7 +527,9 @@ impl PluginPool {
         if let Some(all) = all_headers {
             request.headers = all;
         }
-        self.checkin(instance, result)
+        let result = self.checkin(instance, result);
+        ticket.finish(result.as_ref().err());
+        result
     }
 
     /// Runs the response hook with `context` as the request's shared context;
@@ -457,7 +539,11 @@ impl PluginPool {
         response: &mut Response,
         context: &mut RequestContext,
     ) -> Result<ResponseChanges, PluginFault> {
-        let mut instance = self.checkout().await?;
+        let ticket = self.guard.admit().await?;
+        let mut instance = match self.checkout().await {
+            Ok(instance) => instance,
+            Err(fault) => return Err(ticket.finished(fault)),
+        };
         let all_headers = self.narrow_headers(&mut response.headers);
         let result = self
             .call(
@@ -475,7 +561,9 @@ impl PluginPool {
         if let Some(all) = all_headers {
             response.headers = all;
         }
-        self.checkin(instance, result)
+        let result = self.checkin(instance, result);
+        ticket.finish(result.as_ref().err());
+        result
     }
 
     /// Replaces `headers` with only those the plugin reads, returning the full
@@ -506,7 +594,8 @@ impl PluginPool {
         let Instance { store, plugin } = instance;
         store.data_mut().context = std::mem::take(context);
         store.data_mut().start_call();
-        store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        store.data_mut().clock.start();
+        store.set_epoch_deadline(1);
         let result = f(plugin, store).await;
         let state = store.data_mut();
         match result {
@@ -523,7 +612,8 @@ impl PluginPool {
             },
             Err(error) => {
                 *context = saved;
-                Err(classify(error, state.memory.exceeded, self.limits))
+                let exceeded = state.memory.exceeded;
+                Err(self.fault(error, exceeded))
             }
         }
     }
@@ -565,16 +655,17 @@ impl PluginPool {
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(deadline_reached);
         store.data_mut().start_call();
-        store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        store.data_mut().clock.start();
+        store.set_epoch_deadline(1);
         let plugin = match self.compiled.pre.instantiate_async(&mut store).await {
             Ok(plugin) => plugin,
-            Err(e) => return Err(classify(e, store.data().memory.exceeded, self.limits)),
+            Err(e) => return Err(self.fault(e, store.data().memory.exceeded)),
         };
         let init = plugin
             .wasmgate_plugin_handler()
             .call_init(&mut store, &self.config_json)
             .await
-            .map_err(|e| classify(e, store.data().memory.exceeded, self.limits))?;
+            .map_err(|e| self.fault(e, store.data().memory.exceeded))?;
         let info = init.map_err(PluginFault::Config)?;
         Ok((Instance { store, plugin }, info))
     }
@@ -587,8 +678,29 @@ fn lock(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>>
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Turns a wasmtime error into the fault kind operators see in logs and metrics.
-fn classify(error: wasmtime::Error, memory_exceeded: bool, limits: PluginLimits) -> PluginFault {
+impl PluginPool {
+    /// Classifies a failed call; a trap's full backtrace goes to the log
+    /// here, at most once a minute per plugin (the fault's own log line,
+    /// one per fault, is the chain's).
+    fn fault(&self, error: wasmtime::Error, memory_exceeded: bool) -> PluginFault {
+        let fault = classify(&error, memory_exceeded, self.limits);
+        if matches!(fault, PluginFault::Trap(_)) {
+            if let Some(held_back) = self.compiled.backtraces.admit(Instant::now()) {
+                tracing::error!(
+                    plugin = &*self.compiled.name,
+                    route = &*self.route,
+                    held_back,
+                    "plugin trap backtrace (one a minute per plugin; {held_back} held back since the last): {error:?}"
+                );
+            }
+        }
+        fault
+    }
+}
+
+/// Turns a wasmtime error into the fault kind operators see in logs and
+/// metrics; a trap is described in one line (its root cause).
+fn classify(error: &wasmtime::Error, memory_exceeded: bool, limits: PluginLimits) -> PluginFault {
     if memory_exceeded {
         return PluginFault::Memory {
             limit_bytes: limits.memory_limit_bytes,
@@ -599,5 +711,45 @@ fn classify(error: wasmtime::Error, memory_exceeded: bool, limits: PluginLimits)
             timeout: limits.call_timeout,
         };
     }
-    PluginFault::Trap(format!("{error:#}"))
+    let cause = error.root_cause().to_string();
+    PluginFault::Trap(cause.lines().next().unwrap_or_default().trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backtrace_is_logged_at_most_once_a_minute_and_the_rest_counted() {
+        let gate = BacktraceGate::default();
+        let start = Instant::now();
+        assert_eq!(gate.admit(start), Some(0));
+        for s in 1..=59 {
+            assert_eq!(gate.admit(start + Duration::from_secs(s)), None);
+        }
+        assert_eq!(
+            gate.admit(start + BACKTRACE_INTERVAL),
+            Some(59),
+            "the next one says how many were held back"
+        );
+        assert_eq!(gate.admit(start + BACKTRACE_INTERVAL), None);
+    }
+
+    #[test]
+    fn a_trap_is_described_in_one_line() {
+        let error = wasmtime::Error::from(wasmtime::Trap::UnreachableCodeReached).context(
+            "error while executing at wasm backtrace:\n    0:  0x1a2b - probe!core::panicking::panic\n    1:  0x3c4d - probe!on_request",
+        );
+        let fault = classify(&error, false, PluginLimits::default());
+        let PluginFault::Trap(message) = &fault else {
+            panic!("{fault:?}")
+        };
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.contains("unreachable"), "{message}");
+        let interrupted = wasmtime::Error::from(wasmtime::Trap::Interrupt).context("backtrace");
+        assert_eq!(
+            classify(&interrupted, false, PluginLimits::default()).kind(),
+            "deadline"
+        );
+    }
 }

@@ -287,7 +287,14 @@ impl Sandbox {
                 self.compiled.clone(),
                 ROUTE,
                 config.to_string(),
-                PluginLimits::default(),
+                // Every call is a test's own: no breaker skips one.
+                PluginLimits {
+                    fault_breaker: crate::config::FaultBreakerConfig {
+                        faults: 0,
+                        ..Default::default()
+                    },
+                    ..PluginLimits::default()
+                },
                 Arc::new(Grants::all()),
             )
             .await

@@ -24,6 +24,10 @@ pub struct Config {
     /// Larger bodies are passed through, not stored (default 1 MiB).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Larger entries (key, status, headers and body as stored) are passed
+    /// through, not stored (default 2 MiB): the kv store's budget is shared.
+    #[serde(default = "default_max_entry")]
+    pub max_entry_bytes: usize,
     /// Also cache requests carrying `Authorization` (default `false`). Each
     /// credential then gets its own entries unless `shared` is set.
     #[serde(default)]
@@ -46,6 +50,10 @@ fn default_statuses() -> Vec<u16> {
 
 fn default_max_body() -> usize {
     1 << 20
+}
+
+fn default_max_entry() -> usize {
+    2 << 20
 }
 
 impl Config {
@@ -71,10 +79,16 @@ impl Config {
                 "max_body_bytes: must be between 1 and {MAX_BODY_LIMIT}"
             ));
         }
+        if !(1..=MAX_BODY_LIMIT).contains(&self.max_entry_bytes) {
+            return Err(format!(
+                "max_entry_bytes: must be between 1 and {MAX_BODY_LIMIT}"
+            ));
+        }
         Ok(Policy {
             ttl_ms: self.ttl_seconds * 1000,
             statuses: self.statuses.clone(),
             max_body_bytes: self.max_body_bytes,
+            max_entry_bytes: self.max_entry_bytes,
             vary: self.vary.iter().map(|n| n.to_ascii_lowercase()).collect(),
         })
     }

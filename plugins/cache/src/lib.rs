@@ -8,6 +8,7 @@
 //!     vary: [accept-language]   # request headers that are part of the key
 //!     statuses: [200]           # what may be stored (default)
 //!     max_body_bytes: 1048576   # larger bodies pass through (default 1 MiB)
+//!     max_entry_bytes: 2097152  # larger entries (key + response) pass through (default 2 MiB)
 //!     cache_authorized: false   # requests with Authorization bypass (default)
 //!     shared: false             # entries are per consumer (default)
 //!     vary_context: [tenant]    # request-context keys that are part of the key
@@ -142,7 +143,11 @@ impl Cache {
             body: body.to_vec(),
         };
         let ttl = Some(Duration::from_millis(ttl_ms));
-        if let Err(error) = kv::set(key, &entry.encode(), ttl) {
+        let encoded = entry.encode();
+        if key.len() + encoded.len() > self.policy.max_entry_bytes {
+            return;
+        }
+        if let Err(error) = kv::set(key, &encoded, ttl) {
             warn("cache store failed", &error);
         }
     }

@@ -18,6 +18,8 @@ pub struct Policy {
     pub ttl_ms: u64,
     pub statuses: Vec<u16>,
     pub max_body_bytes: usize,
+    /// Largest entry stored: key plus encoded response.
+    pub max_entry_bytes: usize,
     /// Lower-case request headers that are part of the key.
     pub vary: BTreeSet<String>,
 }

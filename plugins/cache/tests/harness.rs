@@ -411,3 +411,33 @@ fn entries_round_trip_and_reject_other_bytes() {
     );
     assert_eq!(Entry::decode(b"WGC0"), None);
 }
+
+#[test]
+fn entries_over_max_entry_bytes_pass_through_unstored() {
+    let plugin = load(json!({"ttl_seconds": 60, "max_entry_bytes": 300}));
+    let big = "x".repeat(300);
+    exchange(&plugin, request("GET", "/big"), ok(&big));
+    assert!(!is_hit(&exchange(
+        &plugin,
+        request("GET", "/big"),
+        ok(&big)
+    )));
+    assert!(plugin.kv_entries().is_empty(), "not stored");
+    exchange(&plugin, request("GET", "/small"), ok("tiny"));
+    assert!(is_hit(&exchange(
+        &plugin,
+        request("GET", "/small"),
+        ok("tiny")
+    )));
+    let refused = Harness::load(
+        artifact("cache"),
+        json!({"ttl_seconds": 60, "max_entry_bytes": 0}),
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        refused.contains("max_entry_bytes: must be between 1"),
+        "{refused}"
+    );
+}
