@@ -333,7 +333,7 @@ async fn faults_and_refusals_are_logged_once_per_plugin_and_reason() {
   - name: quiet-status
     match: { path: /status }
     upstream: a
-    plugins: [{ name: hostile-quiet, allow: [kv, 'outbound:*'], config: { request: 'status:0' } }]
+    plugins: [{ name: hostile-quiet, allow: [kv, 'outbound:*'], config: { request: 'status:0' }, fault_breaker: { faults: 1000 } }]
   - name: quiet-metrics
     match: { path: /metrics }
     upstream: a
