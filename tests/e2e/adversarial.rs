@@ -427,6 +427,9 @@ async fn recording_upstream() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiv
     (addr, rx)
 }
 
+/// Tells whether the bytes an upstream got are an incomplete request.
+type Incomplete = fn(&[u8]) -> bool;
+
 #[tokio::test]
 async fn a_body_that_ends_early_never_reaches_the_upstream_complete() {
     let (recorder, mut recorded) = recording_upstream().await;
@@ -443,7 +446,7 @@ async fn a_body_that_ends_early_never_reaches_the_upstream_complete() {
         },
     )
     .await;
-    let cases: [(&str, fn(&[u8]) -> bool); 2] = [
+    let cases: [(&str, Incomplete); 2] = [
         (
             "POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nhello",
             |seen| {
