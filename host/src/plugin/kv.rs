@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes of bookkeeping counted per entry on top of its key and value.
-pub const ENTRY_OVERHEAD: usize = 192;
+pub const ENTRY_OVERHEAD: usize = 256;
 
 /// Expired entries dropped per lock hold by the sweeper, so a sweep of a
 /// large store never stalls kv calls for long.
@@ -31,6 +31,9 @@ const SWEEP_BATCH: usize = 1024;
 
 /// Expired entries a write may drop before it evicts live ones.
 const PURGE_ON_WRITE: usize = 4096;
+
+/// The expiry of an entry without a TTL.
+const NEVER: u64 = u64::MAX;
 
 /// The byte budgets of a [`MemoryKv`].
 #[derive(Debug, Clone)]
@@ -92,23 +95,35 @@ struct Inner {
     namespaces: Vec<Namespace>,
     namespace_ids: HashMap<Box<str>, usize>,
     /// Entries with a TTL, earliest expiry first.
-    expiry: BTreeSet<(Instant, Arc<str>)>,
+    expiry: BTreeSet<(u64, Arc<str>)>,
+    /// Times are milliseconds since this instant (8 bytes an entry, not 16).
+    origin: Instant,
     /// Recency clock: bumped by every read or write of an entry.
     tick: u64,
     bytes: usize,
 }
 
+/// Kept small: one is stored per key.
 struct Entry {
-    value: Vec<u8>,
-    expires: Option<Instant>,
+    value: Box<[u8]>,
+    /// Milliseconds since `origin`; [`NEVER`] without a TTL.
+    expires: u64,
     last_used: u64,
-    namespace: usize,
+    namespace: u32,
 }
 
 impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|t| t > now)
+    fn live(&self, now: u64) -> bool {
+        self.expires > now
     }
+}
+
+/// The expiry of an entry written at `now` with `ttl`.
+fn expiry(now: u64, ttl: Option<Duration>) -> u64 {
+    ttl.map_or(NEVER, |t| {
+        now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(NEVER))
+            .min(NEVER - 1)
+    })
 }
 
 struct Namespace {
@@ -146,6 +161,19 @@ fn namespace_of(key: &str) -> &str {
 }
 
 impl Inner {
+    /// Milliseconds since `origin`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(NEVER - 1)
+    }
+
+    /// Gives back the map's memory once most of its entries are gone (after
+    /// a burst of keys expired), so the store does not keep its peak size.
+    fn shrink(&mut self) {
+        if self.entries.capacity() > 4 * self.entries.len().max(1024) {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
+
     fn namespace_id(&mut self, name: &str, metrics: Option<&KvMetrics>) -> usize {
         if let Some(&id) = self.namespace_ids.get(name) {
             return id;
@@ -181,13 +209,13 @@ impl Inner {
     }
 
     /// The live entry at `key`, marked as just used; an expired one is removed.
-    fn touch(&mut self, key: &str, now: Instant) -> Option<&Entry> {
+    fn touch(&mut self, key: &str, now: u64) -> Option<&Entry> {
         let entry = self.entries.get(key)?;
         if !entry.live(now) {
             self.remove(key, Removal::Expired);
             return None;
         }
-        let (old, namespace) = (entry.last_used, entry.namespace);
+        let (old, namespace) = (entry.last_used, entry.namespace as usize);
         let tick = self.next_tick();
         let recency = &mut self.namespaces[namespace].recency;
         let name = recency.remove(&old).expect("indexed entry");
@@ -198,7 +226,7 @@ impl Inner {
     }
 
     /// The value of the live entry at `key`, without marking it used.
-    fn peek(&self, key: &str, now: Instant) -> Option<&Entry> {
+    fn peek(&self, key: &str, now: u64) -> Option<&Entry> {
         self.entries.get(key).filter(|e| e.live(now))
     }
 
@@ -206,10 +234,10 @@ impl Inner {
         let (name, entry) = self.entries.remove_entry(key)?;
         let size = size_of(&name, &entry.value);
         self.bytes -= size;
-        if let Some(at) = entry.expires {
-            self.expiry.remove(&(at, name.clone()));
+        if entry.expires != NEVER {
+            self.expiry.remove(&(entry.expires, name.clone()));
         }
-        let namespace = &mut self.namespaces[entry.namespace];
+        let namespace = &mut self.namespaces[entry.namespace as usize];
         namespace.recency.remove(&entry.last_used);
         namespace.usage.bytes -= size;
         namespace.usage.entries -= 1;
@@ -231,7 +259,7 @@ impl Inner {
     }
 
     /// Removes up to `limit` expired entries, earliest expiry first.
-    fn purge_expired(&mut self, now: Instant, limit: usize) -> usize {
+    fn purge_expired(&mut self, now: u64, limit: usize) -> usize {
         let mut purged = 0;
         while purged < limit {
             let Some((at, key)) = self.expiry.first().cloned() else {
@@ -260,7 +288,7 @@ impl Inner {
     }
 
     /// Frees room for `size` more bytes in `namespace` (see the module docs).
-    fn make_room(&mut self, namespace: usize, size: usize, now: Instant) {
+    fn make_room(&mut self, namespace: usize, size: usize, now: u64) {
         let fits = |inner: &Inner| {
             inner.namespaces[namespace].usage.bytes + size <= inner.namespaces[namespace].budget
                 && inner.bytes + size <= inner.limits.max_bytes
@@ -289,8 +317,8 @@ impl Inner {
         &mut self,
         key: &str,
         value: Vec<u8>,
-        expires: Option<Instant>,
-        now: Instant,
+        expires: u64,
+        now: u64,
         metrics: Option<&KvMetrics>,
     ) -> Result<(), String> {
         let namespace = self.namespace_id(namespace_of(key), metrics);
@@ -306,8 +334,8 @@ impl Inner {
         self.make_room(namespace, size, now);
         let name: Arc<str> = key.into();
         let tick = self.next_tick();
-        if let Some(at) = expires {
-            self.expiry.insert((at, name.clone()));
+        if expires != NEVER {
+            self.expiry.insert((expires, name.clone()));
         }
         let ns = &mut self.namespaces[namespace];
         ns.recency.insert(tick, name.clone());
@@ -321,10 +349,10 @@ impl Inner {
         self.entries.insert(
             name,
             Entry {
-                value,
+                value: value.into_boxed_slice(),
                 expires,
                 last_used: tick,
-                namespace,
+                namespace: namespace as u32,
             },
         );
         Ok(())
@@ -347,6 +375,7 @@ impl MemoryKv {
                 namespaces: Vec::new(),
                 namespace_ids: HashMap::new(),
                 expiry: BTreeSet::new(),
+                origin: Instant::now(),
                 tick: 0,
                 bytes: 0,
             }),
@@ -366,12 +395,13 @@ impl MemoryKv {
 
     /// A snapshot of live entries, for tests and the harness.
     pub fn snapshot(&self) -> HashMap<String, Vec<u8>> {
-        let now = Instant::now();
-        self.lock()
+        let inner = self.lock();
+        let now = inner.now();
+        inner
             .entries
             .iter()
             .filter(|(_, e)| e.live(now))
-            .map(|(k, e)| (k.to_string(), e.value.clone()))
+            .map(|(k, e)| (k.to_string(), e.value.to_vec()))
             .collect()
     }
 
@@ -400,33 +430,37 @@ impl MemoryKv {
             .unwrap_or_default()
     }
 
-    /// Removes every expired entry, a batch per lock hold; returns how many.
+    /// Removes every expired entry, a batch per lock hold, then gives back
+    /// memory the map no longer needs; returns how many it removed.
     pub fn sweep_expired(&self) -> usize {
         let mut total = 0;
         loop {
-            let swept = self.lock().purge_expired(Instant::now(), SWEEP_BATCH);
+            let mut inner = self.lock();
+            let now = inner.now();
+            let swept = inner.purge_expired(now, SWEEP_BATCH);
             total += swept;
             if swept < SWEEP_BATCH {
+                inner.shrink();
                 return total;
             }
         }
     }
 
     fn get_now(&self, key: &str) -> Option<Vec<u8>> {
-        let now = Instant::now();
-        self.lock().touch(key, now).map(|e| e.value.clone())
+        let mut inner = self.lock();
+        let now = inner.now();
+        inner.touch(key, now).map(|e| e.value.to_vec())
     }
 
     fn set_now(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), String> {
-        let now = Instant::now();
-        let expires = ttl.map(|t| now + t);
-        self.lock()
-            .put(key, value, expires, now, self.metrics.as_ref())
+        let mut inner = self.lock();
+        let now = inner.now();
+        inner.put(key, value, expiry(now, ttl), now, self.metrics.as_ref())
     }
 
     fn increment_now(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, String> {
-        let now = Instant::now();
         let mut inner = self.lock();
+        let now = inner.now();
         let current = match inner.peek(key, now) {
             Some(e) => Some((
                 std::str::from_utf8(&e.value)
@@ -443,7 +477,7 @@ impl MemoryKv {
             .ok_or("kv increment overflows")?;
         let expires = match current {
             Some((_, expires)) => expires,
-            None => ttl.map(|t| now + t),
+            None => expiry(now, ttl),
         };
         inner.put(
             key,
@@ -462,13 +496,13 @@ impl MemoryKv {
         new: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<bool, String> {
-        let now = Instant::now();
         let mut inner = self.lock();
-        let current = inner.peek(key, now).map(|e| e.value.as_slice());
+        let now = inner.now();
+        let current = inner.peek(key, now).map(|e| &*e.value);
         if current != expected {
             return Ok(false);
         }
-        inner.put(key, new, ttl.map(|t| now + t), now, self.metrics.as_ref())?;
+        inner.put(key, new, expiry(now, ttl), now, self.metrics.as_ref())?;
         Ok(true)
     }
 
@@ -761,18 +795,20 @@ mod tests {
 
     #[test]
     fn the_sweeper_frees_expired_entries_nobody_reads() {
-        let kv = store(1 << 20, 1 << 20);
-        for i in 0..3000 {
-            kv.set_now(&format!("c/k{i:04}"), vec![0; 10], Some(5 * MS))
+        let kv = store(16 << 20, 16 << 20);
+        for i in 0..10_000 {
+            kv.set_now(&format!("c/k{i:05}"), vec![0; 10], Some(5 * MS))
                 .unwrap();
         }
         set(&kv, "c/keep", 10);
         std::thread::sleep(10 * MS);
-        assert_eq!(kv.usage().entries, 3001, "expiry alone frees nothing");
-        assert_eq!(kv.sweep_expired(), 3000);
+        assert_eq!(kv.usage().entries, 10_001, "expiry alone frees nothing");
+        assert_eq!(kv.sweep_expired(), 10_000);
         let usage = kv.usage();
-        assert_eq!((usage.entries, usage.expired), (1, 3000));
+        assert_eq!((usage.entries, usage.expired), (1, 10_000));
         assert_eq!(usage.bytes, size_of("c/keep", &[0; 10]));
+        assert!(kv.lock().entries.capacity() < 1024, "the map shrank");
+        assert_eq!(kv.get_now("c/keep"), Some(vec![b'x'; 10]));
     }
 
     #[tokio::test]

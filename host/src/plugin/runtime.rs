@@ -8,13 +8,14 @@
 //! deadline and a linear-memory cap, and passes its entry's [`EntryGuard`]
 //! (concurrency cap, fault breaker) first.
 //!
-//! Plugin time is fair time: at every epoch tick (5 ms) a running call
-//! yields its tokio worker (`tokio::task::yield_now`, which resumes it only
-//! once the worker has run the other ready tasks and polled for I/O), so a
-//! looping plugin delays other requests by at most a tick per worker, and a
-//! busy gateway serves its healthy requests before it resumes a long call.
-//! The call's deadline still counts from its start (host waits excepted):
-//! time spent yielded is the call's time.
+//! Plugin time is fair time: at every epoch tick (1 ms), a call that has
+//! run for a tick already yields its tokio worker (`tokio::task::yield_now`,
+//! which resumes it only once the worker has run the other ready tasks and
+//! polled for I/O), so a looping plugin delays other requests by about a
+//! tick, and a busy gateway serves its ready requests before it resumes a
+//! long call. Short calls never yield. The call's deadline still counts
+//! from its start (host waits excepted): time spent yielded is the call's
+//! time.
 
 use super::bindings::{
     Plugin, PluginInfo, PluginPre, Request, RequestAction, Response, ResponseChanges,
@@ -41,8 +42,9 @@ use wasmtime::{
 /// flight); instantiating beyond it fails that request, not the gateway.
 const MAX_INSTANCES: u32 = 1000;
 
-/// How often the epoch ticks; call deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the epoch ticks: the longest a plugin runs before it yields
+/// its worker, and the precision of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// A full trap backtrace is logged at most this often per plugin.
 const BACKTRACE_INTERVAL: Duration = Duration::from_secs(60);
@@ -60,14 +62,17 @@ pub struct PluginLimits {
 }
 
 /// Called at every epoch tick while a plugin runs: interrupt it if its
-/// call's time (host waits excluded) is spent, else yield the worker and
-/// go on at the next tick.
+/// call's time (host waits excluded) is spent; else, if it has run for a
+/// tick already, yield the worker; go on at the next tick. A short call that
+/// merely spans a tick boundary goes on without yielding.
 fn deadline_reached(
     store: wasmtime::StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<UpdateDeadline> {
-    Ok(match store.data().clock.remaining() {
-        Some(_) => UpdateDeadline::YieldCustom(1, Box::pin(step_aside())),
+    let clock = &store.data().clock;
+    Ok(match clock.remaining() {
         None => UpdateDeadline::Interrupt,
+        Some(_) if clock.used() < EPOCH_TICK => UpdateDeadline::Continue(1),
+        Some(_) => UpdateDeadline::YieldCustom(1, Box::pin(step_aside())),
     })
 }
 

@@ -56,10 +56,16 @@ impl CallClock {
         self.host_wait += since.elapsed();
     }
 
+    /// The plugin's own time so far in this call.
+    pub(crate) fn used(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.host_wait)
+    }
+
     /// The plugin's own time still allowed in this call, if any.
     pub(crate) fn remaining(&self) -> Option<Duration> {
-        let used = self.started.elapsed().saturating_sub(self.host_wait);
-        self.timeout.checked_sub(used).filter(|d| !d.is_zero())
+        self.timeout
+            .checked_sub(self.used())
+            .filter(|d| !d.is_zero())
     }
 }
 
