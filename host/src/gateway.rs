@@ -31,6 +31,8 @@ pub struct Route {
     /// How this route calls its upstream: timeouts, retries, balancing.
     pub call: CallPolicy,
     pub max_body_bytes: usize,
+    /// Largest upstream response body buffered for the chain; 502 beyond.
+    pub max_response_body_bytes: usize,
     pub chain: Chain,
     /// This route's overrides of its listener's path policy.
     pub paths: PathPolicyOverride,
@@ -105,6 +107,9 @@ impl Gateway {
                 call: CallPolicy::for_route(route, &upstream, max_body_bytes),
                 upstream,
                 max_body_bytes,
+                max_response_body_bytes: route
+                    .max_response_body_bytes
+                    .unwrap_or(config.limits.max_response_body_bytes),
                 chain: Chain::new(steps),
                 paths: route.paths,
             });

@@ -23,6 +23,7 @@ pub mod chain;
 pub mod config;
 pub mod convert;
 pub mod demo;
+pub(crate) mod file_watch;
 pub mod gateway;
 pub mod identity_headers;
 pub mod limits;
