@@ -4,7 +4,8 @@
 #   bench/isolation.sh                 # every case, 5 s each, then 1 M cache keys and 1 M rate-limit keys
 #   DURATION=10 ROUNDS=3 bench/isolation.sh  # longer cases, more rounds (default 5 s, 2 rounds)
 #   KEYS=200000 bench/isolation.sh     # fewer unique kv keys
-#   KEYS=0 bench/isolation.sh          # skip the kv phase (or PARTS=1; PARTS=2 runs only the kv phase)
+#   KEYS=0 bench/isolation.sh          # skip the kv phase
+#   PARTS=13 bench/isolation.sh        # only parts 1 and 3 (default 123)
 #   SKIP_BUILD=1 bench/isolation.sh    # use the binaries and plugins already built
 #
 # Part 1 — a faulty neighbour: a healthy route (one well-behaved plugin) is
@@ -19,10 +20,18 @@
 # KEYS unique `x-client` values through `rate-limit` (buckets refill in 1
 # min), with the default 64 MiB budget (32 MiB per namespace); the gateway's
 # RSS and the kv metrics after each, and once everything has expired.
+#
+# Part 3 — files written badly while traffic flows: keyless and keyed
+# clients hammer an `api-key` route while, in turn, the config is rewritten
+# in place in two writes 400 ms apart (the first half alone is a valid
+# config whose `api` route has no plugins), the plugin file is overwritten
+# with a truncated copy then restored, and it is deleted then restored.
+# Keyless requests answered 200 (a bypass) and keyed ones not answered 200
+# are counted; both must stay 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-2} KEYS=${KEYS:-1000000} PARTS=${PARTS:-12}
+DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-2} KEYS=${KEYS:-1000000} PARTS=${PARTS:-123}
 UPSTREAM_PORT=19101 GATEWAY_PORT=18180 ADMIN_PORT=18181
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -64,6 +73,11 @@ routes:
     match: { path: /rl }
     upstream: echo
     plugins: [{ name: rate-limit, allow: [kv], config: { rate: 1000, period: 1m, key: { source: header, name: x-client } } }]
+  - name: api
+    match: { path_prefix: /api }
+    upstream: echo
+    plugins:
+      - { name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }
 YAML
 cat > "$work/upstream.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:0 }]
@@ -127,6 +141,62 @@ done
 echo
 echo "breaker trips: $(metric wasmgate_plugin_breaker_trips_total), calls not run (breaker open or busy): $(metric wasmgate_plugin_calls_rejected_total), faults counted: $(metric wasmgate_plugin_faults_total), backtraces logged: $(grep -c 'plugin trap backtrace' "$work/logs/gateway.log" || true)"
 
+fi
+
+if [[ $PARTS == *3* ]]; then
+echo
+echo "## Part 3: config and plugin files written badly while traffic flows"
+echo
+rounds3=${FILE_ROUNDS:-10}
+echo "keyless and keyed clients: wrk -t1 -c8 each on /api for the whole part; $rounds3 rounds of each bad write; $(date -u +%F)"
+echo
+config="$work/gateway.yaml" plugin="$work/plugins/api-key.wasm"
+cp "$plugin" "$work/api-key.good"
+reloads() { # reloads ok|error → how many so far
+  curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v r="result=\"$1\"" '/^wasmgate_reloads_total/ && index($0, r) { s += $2 } END { printf "%.0f", s }'
+}
+reloads_before=$(reloads ok) failed_before=$(reloads error)
+seconds=$(( rounds3 * 3 + 2 ))
+wrk -t1 -c8 -d"${seconds}s" "http://127.0.0.1:$GATEWAY_PORT/api/x" >"$work/keyless.out" 2>&1 &
+keyless=$!
+wrk -t1 -c8 -d"${seconds}s" -H 'x-api-key: bench-key-0001' "http://127.0.0.1:$GATEWAY_PORT/api/x" >"$work/keyed.out" 2>&1 &
+keyed=$!
+sleep 1
+cut=$(grep -n '^      - { name: api-key' "$config" | cut -d: -f1)
+for _ in $(seq "$rounds3"); do
+  # The config in two writes through one open file, 400 ms apart.
+  python3 - "$config" "$cut" <<'PY'
+import sys, time
+path, cut = sys.argv[1], int(sys.argv[2])
+lines = open(path).read().splitlines(keepends=True)
+with open(path, "w") as f:
+    f.write("".join(lines[:cut - 1])); f.flush(); time.sleep(0.4)
+    f.write("".join(lines[cut - 1:]))
+PY
+  sleep 0.5
+  # A truncated plugin written in place, then the good one renamed back.
+  head -c 20000 "$work/api-key.good" >"$plugin"
+  sleep 0.5
+  cp "$work/api-key.good" "$plugin.tmp" && mv -f "$plugin.tmp" "$plugin"
+  sleep 0.5
+  # Deleted, then restored.
+  rm -f "$plugin"
+  sleep 0.5
+  cp "$work/api-key.good" "$plugin.tmp" && mv -f "$plugin.tmp" "$plugin"
+  sleep 0.5
+done
+wait "$keyless" "$keyed"
+total() { awk '/requests in/ { print $1 }' "$1"; }
+non2xx() { awk '/Non-2xx or 3xx responses:/ { n = $5 } END { print n + 0 }' "$1"; }
+sockerr() { awk '/Socket errors:/ { gsub(",", ""); n = $4 + $6 + $8 + $10 } END { print n + 0 }' "$1"; }
+keyless_total=$(total "$work/keyless.out") keyless_denied=$(non2xx "$work/keyless.out")
+keyed_total=$(total "$work/keyed.out") keyed_bad=$(( $(non2xx "$work/keyed.out") + $(sockerr "$work/keyed.out") ))
+echo "| clients | requests | answered 200 | not 200 or socket errors |"
+echo "|---|---|---|---|"
+echo "| keyless | $keyless_total | $(( keyless_total - ${keyless_denied:-0} )) | ${keyless_denied:-0} |"
+echo "| keyed | $keyed_total | $(( keyed_total - keyed_bad )) | $keyed_bad |"
+echo
+echo "reloads applied: $(( $(reloads ok) - reloads_before )), refused (old version kept): $(( $(reloads error) - failed_before )), plugin file removals logged: $(grep -c 'plugin file removed' "$work/logs/gateway.log" || true)"
 fi
 
 [[ $KEYS == 0 || $PARTS != *2* ]] && exit 0

@@ -146,8 +146,8 @@ pids+=("$nginx_pid")
 
 cases=(upstream nginx gateway-0 gateway-1)
 [[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1)
-if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
 [[ $have_chain == 1 ]] && cases+=(chain chain-reload)
+if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
 url() {
   case $1 in
     upstream) echo "http://127.0.0.1:$UPSTREAM_PORT/bare" ;;
@@ -233,17 +233,17 @@ for c in "${cases[@]}"; do
   printf '| %s | %.0f | %s | %s | %s | %s |\n' "$c" "${med[$c]}" "$(median "${p50[$c]}")" "$(median "${p99[$c]}")" "${cpu[$c]}" "${bad[$c]}"
 done
 echo
-echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]}" "${med[nginx]}"), p99 gateway-0 / nginx = $(ratio "$(median "${p99[gateway-0]}")" "$(median "${p99[nginx]}")")"
-echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]}" "${med[gateway-0]}")"
-echo "gateway-0 / upstream = $(ratio "${med[gateway-0]}" "${med[upstream]}")"
-echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]}" "${cpu[nginx]}")"
+echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]:-}" "${med[nginx]:-}"), p99 gateway-0 / nginx = $(ratio "$(median "${p99[gateway-0]:-}")" "$(median "${p99[nginx]:-}")")"
+echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]:-}" "${med[gateway-0]:-}")"
+echo "gateway-0 / upstream = $(ratio "${med[gateway-0]:-}" "${med[upstream]:-}")"
+echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]:-}" "${cpu[nginx]:-}")"
 if [[ -n "${BASELINE:-}" ]]; then
-  echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]}" "${med[baseline-0]}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]}" "${med[baseline-1]}")"
-  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]}" "${cpu[baseline-0]}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]}" "${cpu[baseline-1]}")"
+  echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]:-}" "${med[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]:-}" "${med[baseline-1]:-}")"
+  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}")"
 fi
 if [[ $have_chain == 1 ]]; then
-  echo "chain / gateway-0 = $(ratio "${med[chain]}" "${med[gateway-0]}")"
-  echo "chain-reload: ${bad[chain-reload]} failed requests, longest request $(max "${maxlat[chain-reload]}") ms"
+  echo "chain / gateway-0 = $(ratio "${med[chain]:-}" "${med[gateway-0]:-}")"
+  echo "chain-reload: ${bad[chain-reload]:-} failed requests, longest request $(max "${maxlat[chain-reload]:-}") ms"
   echo "reload latency (file complete → new version serving), ms: $(grep -o '[0-9]* ms after the change' "$logs/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
   echo "optimized builds swapped in after a baseline one: $(grep -c 'now serving the optimized build' "$logs/gateway.log" || true)"
   failed_reloads=$(grep -c 'reload failed' "$logs/gateway.log" || true)
