@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Rust, and only what is missing,
 # saying what it installs: nginx (the adversarial suite's real backend and
-# the benchmark's peer), wrk (the benchmark), node + npm, python3 with venv
+# the benchmark's peer), wrk (the benchmark), chromium (the dashboard's
+# browser test), node + npm, python3 with venv
 # and clang with wasi-libc (the example plugins in other languages build
 # their own pinned toolchains with them). Debian/Ubuntu (apt-get); elsewhere
 # it names what to install and stops.
@@ -11,6 +12,7 @@ missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || missing+=(chromium)
 command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
 [ -e /usr/lib/wasm32-wasi/libc.a ] || missing+=(clang lld wasi-libc libclang-rt-dev-wasm32)

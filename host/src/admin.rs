@@ -11,6 +11,13 @@
 //!   in flight against its cap, fault breaker state), as JSON.
 //! - `GET /admin/upstreams`: each upstream's balancing, circuit state and
 //!   targets (weight, healthy, ejected, in flight), as JSON.
+//! - `GET /`: the dashboard page; `GET /admin/stats` (traffic per route over
+//!   the last minutes, fault counts) and `GET /admin/events` (recent reloads
+//!   and plugin faults) feed it (see [`crate::dashboard`]).
+//!
+//! With `admin.token` set, everything but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>` (the page also takes `?token=`, and
+//! passes it on to the endpoints it polls).
 
 use crate::body::{full, json_error, Body};
 use crate::proxy::Shared;
@@ -26,20 +33,45 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use tokio::net::TcpListener;
 
-/// Serves the admin API until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reloader: Arc<Reloader>) {
+/// Serves the admin API until the task is dropped; samples traffic for the
+/// dashboard meanwhile.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
+    token: Option<Arc<str>>,
+) {
+    tokio::select! {
+        () = accept_loop(listener, shared, reloader, token) => {}
+        () = crate::dashboard::traffic::sample_forever() => {}
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    reloader: Arc<Reloader>,
+    token: Option<Arc<str>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (shared, reloader) = (shared.clone(), reloader.clone());
+        let (shared, reloader, token) = (shared.clone(), reloader.clone(), token.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let (shared, reloader) = (shared.clone(), reloader.clone());
+                let (shared, reloader, token) = (shared.clone(), reloader.clone(), token.clone());
                 async move {
-                    Ok::<_, Infallible>(
-                        answer(request.method(), request.uri().path(), &shared, &reloader).await,
-                    )
+                    let path = request.uri().path();
+                    let open = matches!(path, "/healthz" | "/readyz");
+                    if !open && !authorized(&request, token.as_deref()) {
+                        return Ok::<_, Infallible>(json_error(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "the admin API needs `Authorization: Bearer <admin.token>`",
+                        ));
+                    }
+                    Ok::<_, Infallible>(answer(request.method(), path, &shared, &reloader).await)
                 }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -72,8 +104,39 @@ async fn answer(
         "/admin/upstreams" => json(upstream::report::json(&shared.upstreams)),
         "/admin/routes" => routes(shared),
         "/admin/plugins" => plugins(shared, reloader).await,
+        "/" => crate::dashboard::page(),
+        "/admin/stats" => json(crate::dashboard::stats(shared)),
+        "/admin/events" => json(crate::dashboard::events(reloader)),
         _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
     }
+}
+
+/// Whether `request` carries the admin token (always, without one): in the
+/// `Authorization: Bearer` header, or for the dashboard page in `?token=`.
+fn authorized<B>(request: &http::Request<B>, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    let bearer = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = (request.uri().path() == "/")
+        .then(|| request.uri().query())
+        .flatten()
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        });
+    bearer
+        .map(str::to_string)
+        .or(query)
+        .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes()))
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn json(value: serde_json::Value) -> Response<Body> {
@@ -121,7 +184,7 @@ fn routes(shared: &Shared) -> Response<Body> {
                 "name": r.name,
                 "match": {"host": m.host, "path": m.path, "path_prefix": m.path_prefix, "methods": m.methods, "headers": m.headers},
                 "upstream": r.upstream,
-                "plugins": r.plugins.iter().map(|p| json!({"name": p.name, "on_error": format!("{:?}", p.on_error)})).collect::<Vec<_>>(),
+                "plugins": r.plugins.iter().map(|p| json!({"name": p.name, "on_error": format!("{:?}", p.on_error), "allow": p.allow})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -173,6 +236,7 @@ async fn plugins(shared: &Shared, reloader: &Reloader) -> Response<Body> {
         .map(|(name, p)| {
             json!({
                 "name": name,
+                "file": crate::catalog::plugin_path(&shared.gateway.load().config.plugin_dir(), name),
                 "content_hash": format!("{:016x}", p.content_hash),
                 "size_bytes": p.size_bytes,
                 "contract_version": p.contract_version,

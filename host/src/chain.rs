@@ -186,6 +186,13 @@ impl Chain {
             .plugin_faults
             .with_label_values(&[plugin, fault.kind()])
             .inc();
+        crate::dashboard::events::record_fault(
+            plugin,
+            route,
+            phase,
+            fault.kind(),
+            fault.to_string(),
+        );
         let now = std::time::Instant::now();
         if let Some(suppressed) = bounds::log_gate(plugin, "fault", fault.kind(), now) {
             tracing::error!(

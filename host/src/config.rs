@@ -105,6 +105,11 @@ pub struct ListenerConfig {
 pub struct AdminConfig {
     /// `ip:port` to bind, e.g. `127.0.0.1:9901`.
     pub address: SocketAddr,
+    /// When set, every admin endpoint but `/healthz` and `/readyz` needs
+    /// `Authorization: Bearer <token>`: for an admin listener that cannot
+    /// be kept on loopback or a private network alone.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Plugin loading and per-call limits.
@@ -408,6 +413,17 @@ impl Config {
             ));
         }
         self.check_limits()?;
+        if self
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.token.as_deref() == Some(""))
+        {
+            return Err(problem(
+                "admin",
+                Some("token"),
+                "admin.token must not be empty (leave it out for no token)".into(),
+            ));
+        }
         for name in self.strip_request_headers.iter().flatten() {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(problem(

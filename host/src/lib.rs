@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod chain;
 pub mod config;
 pub mod convert;
+pub mod dashboard;
 pub mod demo;
 pub(crate) mod file_watch;
 pub mod gateway;
@@ -285,6 +286,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
                 listener,
                 shared.clone(),
                 reloader.clone(),
+                admin.token.as_deref().map(Arc::from),
             )));
             address
         }

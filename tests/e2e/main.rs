@@ -10,6 +10,7 @@ mod cache;
 mod capabilities;
 mod chain;
 mod cors;
+mod dashboard;
 mod faults;
 mod hmac_signature;
 mod hostile;
