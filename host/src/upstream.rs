@@ -329,11 +329,17 @@ pub async fn call(
             .ok_or_else(|| UpstreamError::NoHealthyTarget {
                 upstream: upstream.name.clone(),
             })?;
-        if upstream.breaker.as_ref().is_some_and(|b| !b.admit()) {
-            return Err(UpstreamError::CircuitOpen {
-                upstream: upstream.name.clone(),
-            });
-        }
+        let admission = match &upstream.breaker {
+            Some(breaker) => match breaker.admit() {
+                Some(admission) => Some((breaker, admission)),
+                None => {
+                    return Err(UpstreamError::CircuitOpen {
+                        upstream: upstream.name.clone(),
+                    })
+                }
+            },
+            None => None,
+        };
         let target = &upstream.targets[index];
         let request = match (&replay, first_body.take()) {
             (Some(bytes), _) => copy_request(
@@ -354,8 +360,8 @@ pub async fn call(
         target
             .health
             .record_request(failure.is_none(), upstream.passive.as_ref());
-        if let Some(breaker) = &upstream.breaker {
-            breaker.record(failure.is_none());
+        if let Some((breaker, admission)) = admission {
+            breaker.record(admission, failure.is_none());
         }
         let retry = match (failure, &policy.retries) {
             (Some(failure), Some(retries)) => {
