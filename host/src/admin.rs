@@ -12,6 +12,7 @@
 //! - `GET /admin/upstreams`: each upstream's balancing, circuit state and
 //!   targets (weight, healthy, ejected, in flight), as JSON.
 
+use crate::accept;
 use crate::body::{full, json_error, Body};
 use crate::proxy::Shared;
 use crate::reload::Reloader;
@@ -29,9 +30,7 @@ use tokio::net::TcpListener;
 /// Serves the admin API until the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reloader: Arc<Reloader>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = accept::next(&listener, "admin listener").await;
         let (shared, reloader) = (shared.clone(), reloader.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {

@@ -15,6 +15,7 @@
 //!
 //! Run `examples/quickstart/wasmgate.yaml` with `make demo`; embed with [`start`].
 
+pub mod accept;
 pub mod access_log;
 pub mod admin;
 pub mod body;
