@@ -39,7 +39,7 @@ use hyper_util::rt::TokioExecutor;
 use retry::{Failure, RetryBudget};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -90,8 +90,10 @@ impl Weighed for Target {
     }
 }
 
-/// A named group of interchangeable servers, with its health, breaker and
-/// retry budget. Lives as long as its gateway generation.
+/// A named group of interchangeable servers, with its health, breaker,
+/// retry budget and connection pool. Lives as long as a generation uses it:
+/// a reload that leaves its config unchanged hands it on as it is
+/// ([`Upstream::reuse_or_new`]).
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
@@ -106,6 +108,11 @@ pub struct Upstream {
     scheme: Scheme,
     /// Its own client when its TLS settings or HTTP version differ from the shared one's.
     client: Option<HttpClient>,
+    /// The config it was built from, to tell on reload whether it changed.
+    config: UpstreamConfig,
+    /// Its health-check task, started once when first published and
+    /// stopped when the upstream is dropped.
+    checks: OnceLock<health::Checks>,
 }
 
 impl Upstream {
@@ -139,6 +146,33 @@ impl Upstream {
             },
             client: (config.tls.is_some() || config.protocol != UpstreamProtocol::Http1)
                 .then(|| client_for(config.tls.as_ref(), config.protocol)),
+            config: config.clone(),
+            checks: OnceLock::new(),
+        }
+    }
+
+    /// The upstream `name` of a new generation: `previous`'s own when its
+    /// config is unchanged, so a reload keeps its breaker, health verdicts,
+    /// ejections, retry budget, connection pool and health checks; a new
+    /// one (starting afresh) otherwise.
+    pub fn reuse_or_new(
+        name: &str,
+        config: &UpstreamConfig,
+        previous: Option<&Arc<Upstream>>,
+    ) -> Arc<Upstream> {
+        match previous {
+            Some(upstream) if upstream.config == *config => upstream.clone(),
+            _ => Arc::new(Upstream::new(name, config)),
+        }
+    }
+
+    /// Starts its health checks unless they run already (or none are
+    /// configured); `client` gives the client they use.
+    fn start_checks(self: &Arc<Self>, client: impl FnOnce() -> HttpClient) {
+        if let Some(check) = &self.health_check {
+            self.checks.get_or_init(|| {
+                health::spawn_checks(Arc::downgrade(self), check.clone(), client())
+            });
         }
     }
 
@@ -511,18 +545,14 @@ impl UpstreamDirectory {
         self.current.load_full()
     }
 
-    /// Publishes a new set (on start and reload) and starts its health
-    /// checks; the previous set's checks stop as its generation is dropped.
+    /// Publishes a new set (on start and reload) and starts the health
+    /// checks of its new upstreams; upstreams kept from the previous set
+    /// keep their running checks, and a dropped upstream's checks stop
+    /// with it.
     pub fn publish(&self, upstreams: HashMap<String, Arc<Upstream>>) {
-        let checked: Vec<_> = upstreams
-            .values()
-            .filter_map(|u| Some((Arc::downgrade(u), u.health_check.clone()?)))
-            .collect();
-        if !checked.is_empty() {
-            let client = http_client();
-            for (upstream, check) in checked {
-                health::spawn_checks(upstream, check, client.clone());
-            }
+        let mut client = None;
+        for upstream in upstreams.values() {
+            upstream.start_checks(|| client.get_or_insert_with(http_client).clone());
         }
         let previous = self.current.swap(Arc::new(upstreams));
         report::forget_removed(&previous, &self.current.load());

@@ -71,6 +71,18 @@ pub struct UpstreamTlsConfig {
     pub roots: Option<Arc<rustls::RootCertStore>>,
 }
 
+/// Equal when the settings and the CAs read from `ca` are: a reload that
+/// finds a new bundle under the same path is a change.
+impl PartialEq for UpstreamTlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let same_roots = match (&self.roots, &other.roots) {
+            (Some(a), Some(b)) => a.roots == b.roots,
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.ca == other.ca && self.server_name == other.server_name && same_roots
+    }
+}
+
 /// The HTTP version spoken to an upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
