@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use tokio::net::TcpListener;
 
-/// Serves the admin API until the task is dropped.
+/// Serves the admin API until the task is dropped. A failed accept pauses
+/// ([`accept::BACKOFF`]) instead of spinning.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, reloader: Arc<Reloader>) {
     loop {
         let (stream, _) = accept::next(&listener, "admin listener").await;

@@ -351,7 +351,8 @@ impl Config {
             invalid(line, e.to_string())
         })?;
         config.base_dir = base_dir.to_path_buf();
-        let locate = |problem: Problem| invalid(locate::line_of(text, &problem.at), problem.message);
+        let locate =
+            |problem: Problem| invalid(locate::line_of(text, &problem.at), problem.message);
         config.check().map_err(locate)?;
         config.load_upstream_cas().map_err(locate)?;
         Ok(config)
@@ -489,7 +490,10 @@ impl Config {
                     "match has both `path` and `path_prefix`; pick one".into(),
                 ));
             }
-            let paths = [("match.path", &m.path), ("match.path_prefix", &m.path_prefix)];
+            let paths = [
+                ("match.path", &m.path),
+                ("match.path_prefix", &m.path_prefix),
+            ];
             for (field, p) in paths.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
                 if !p.starts_with('/') {
                     return Err(here(
@@ -522,9 +526,8 @@ impl Config {
                         ),
                     ));
                 }
-                self.check_grants(plugin).map_err(|(allowed, msg)| {
-                    here(entry("allow").index(allowed), msg)
-                })?;
+                self.check_grants(plugin)
+                    .map_err(|(allowed, msg)| here(entry("allow").index(allowed), msg))?;
                 crate::identity_headers::declared(plugin).map_err(|msg| {
                     here(
                         entry("config").key(crate::identity_headers::CONFIG_FIELD),

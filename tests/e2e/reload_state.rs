@@ -3,7 +3,9 @@
 //! through plugin reloads, config reloads and the background swap of a
 //! plugin to its optimized build; a changed upstream starts afresh.
 
-use crate::support::{eventually, get_client, install_plugin, Backend, GatewayOptions, TestGateway};
+use crate::support::{
+    eventually, get_client, install_plugin, Backend, GatewayOptions, TestGateway,
+};
 
 /// Routes `/` to `upstream` through `probe`, with an admin listener.
 fn probe_route(upstream: &str) -> String {
@@ -24,7 +26,11 @@ async fn probe_tier(gw: &TestGateway) -> serde_json::Value {
         .get(&gw.admin_url("/admin/plugins"), &[])
         .await
         .json();
-    let probe = plugins.as_array().unwrap().iter().find(|p| p["name"] == "probe");
+    let probe = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "probe");
     probe.expect("probe is listed")["tier"].clone()
 }
 
@@ -41,7 +47,10 @@ async fn reload_probe(gw: &TestGateway) {
 async fn wait_for_tier_up(gw: &TestGateway) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while probe_tier(gw).await != "optimized" {
-        assert!(std::time::Instant::now() < deadline, "still on the baseline build");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still on the baseline build"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -71,11 +80,19 @@ async fn a_tripped_breaker_stays_open_through_a_plugin_reload_and_tier_up() {
     reload_probe(&gw).await;
     let reply = client.get(&url, &[]).await;
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.json()["code"], "circuit_open", "open after the reload");
+    assert_eq!(
+        reply.json()["code"],
+        "circuit_open",
+        "open after the reload"
+    );
 
     wait_for_tier_up(&gw).await;
     let reply = client.get(&url, &[]).await;
-    assert_eq!(reply.json()["code"], "circuit_open", "open after the tier-up");
+    assert_eq!(
+        reply.json()["code"],
+        "circuit_open",
+        "open after the tier-up"
+    );
     assert_eq!(x.hits(), 2, "nothing reached x while the breaker was open");
     let upstreams = client
         .get(&gw.admin_url("/admin/upstreams"), &[])
@@ -110,7 +127,11 @@ async fn a_pooled_upstream_connection_is_reused_across_a_reload_and_tier_up() {
     reload_probe(&gw).await;
     let reply = client.get(&url, &[]).await;
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("x-probe-version"), Some("2"), "the new generation served");
+    assert_eq!(
+        reply.header("x-probe-version"),
+        Some("2"),
+        "the new generation served"
+    );
     assert_eq!(x.connections(), 1, "the reload kept the pooled connection");
 
     wait_for_tier_up(&gw).await;
@@ -143,7 +164,10 @@ routes:
     ))
     .await;
     let client = get_client();
-    eventually!("each upstream was probed", x.checks() == 1 && y.checks() == 1);
+    eventually!(
+        "each upstream was probed",
+        x.checks() == 1 && y.checks() == 1
+    );
 
     x.set_status(500);
     y.set_status(500);
@@ -168,10 +192,21 @@ routes:
     let reply = client.get(&gw.url("/changed"), &[]).await;
     assert_eq!(reply.status, 200, "the changed upstream starts closed");
     assert_eq!(y.hits(), 2);
-    eventually!("the changed upstream's new checks probe at once", y.checks() == 2);
+    eventually!(
+        "the changed upstream's new checks probe at once",
+        y.checks() == 2
+    );
 
     let reply = client.get(&gw.url("/kept"), &[]).await;
-    assert_eq!(reply.json()["code"], "circuit_open", "the unchanged one stays open");
+    assert_eq!(
+        reply.json()["code"],
+        "circuit_open",
+        "the unchanged one stays open"
+    );
     assert_eq!(x.hits(), 1);
-    assert_eq!(x.checks(), 1, "its health checks were neither restarted nor doubled");
+    assert_eq!(
+        x.checks(),
+        1,
+        "its health checks were neither restarted nor doubled"
+    );
 }

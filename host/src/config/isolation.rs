@@ -113,9 +113,7 @@ pub(super) fn check_kv(kv: &KvConfig) -> Result<(), (String, String)> {
         .namespace_max_bytes
         .map(|b| ("namespace_max_bytes".to_string(), "namespace_max_bytes", b))
         .into_iter()
-        .chain(
-            (kv.namespaces.iter()).map(|(n, &b)| (format!("namespaces.{n}"), n.as_str(), b)),
-        );
+        .chain((kv.namespaces.iter()).map(|(n, &b)| (format!("namespaces.{n}"), n.as_str(), b)));
     for (path, field, bytes) in budgets {
         if bytes == 0 || bytes > kv.max_bytes {
             return Err((

@@ -72,10 +72,7 @@ fn find(text: &str, path: &[Step]) -> Option<usize> {
         .deserialize(serde_yaml_ng::Deserializer::from_str(text))
         .err()?;
     let location = error.location()?;
-    error
-        .to_string()
-        .contains(FOUND)
-        .then(|| location.line())
+    error.to_string().contains(FOUND).then(|| location.line())
 }
 
 /// Walks to the node `path` names below the node being deserialized.
@@ -206,7 +203,10 @@ routes:
         assert_eq!(at(FieldPath::root("routes").index(1)), 10);
         assert_eq!(at("upstreams.a".into()), 5);
         assert_eq!(at("upstreams.admin".into()), 4);
-        let methods = FieldPath::root("routes").index(1).key("match").key("methods");
+        let methods = FieldPath::root("routes")
+            .index(1)
+            .key("match")
+            .key("methods");
         assert_eq!(at(methods.index(1)), 11);
     }
 

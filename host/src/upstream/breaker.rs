@@ -283,7 +283,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(25));
         let fresh = b.admit().expect("next half-open period");
         b.record(stale, true);
-        assert_eq!(b.state(), CircuitState::HalfOpen, "a stale probe is ignored");
+        assert_eq!(
+            b.state(),
+            CircuitState::HalfOpen,
+            "a stale probe is ignored"
+        );
         b.record(fresh, true);
         assert_eq!(b.state(), CircuitState::Closed);
     }

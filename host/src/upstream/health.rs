@@ -110,7 +110,11 @@ impl Drop for Checks {
 /// Probes every target of `upstream` each interval until the returned
 /// [`Checks`] is dropped. The task holds the upstream weakly, so it never
 /// keeps a removed or replaced upstream alive.
-pub fn spawn_checks(upstream: Weak<Upstream>, check: HealthCheckConfig, client: HttpClient) -> Checks {
+pub fn spawn_checks(
+    upstream: Weak<Upstream>,
+    check: HealthCheckConfig,
+    client: HttpClient,
+) -> Checks {
     Checks(tokio::spawn(async move {
         let interval = Duration::from_millis(check.interval_ms);
         let timeout = Duration::from_millis(check.timeout_ms);
