@@ -558,3 +558,24 @@ impl UpstreamDirectory {
         report::forget_removed(&previous, &self.current.load());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> UpstreamConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_reload_hands_on_an_upstream_only_while_its_config_is_unchanged() {
+        let same = config("targets: ['127.0.0.1:1']");
+        let first = Upstream::reuse_or_new("u", &same, None);
+        let kept = Upstream::reuse_or_new("u", &same.clone(), Some(&first));
+        assert!(Arc::ptr_eq(&first, &kept));
+        let changed = config("targets: ['127.0.0.1:1']\ntimeout_ms: 5");
+        let fresh = Upstream::reuse_or_new("u", &changed, Some(&first));
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        assert_eq!(fresh.timeout, Duration::from_millis(5));
+    }
+}

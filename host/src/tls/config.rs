@@ -93,3 +93,29 @@ pub enum UpstreamProtocol {
     /// HTTP/2 only: negotiated with ALPN over TLS, prior knowledge (h2c) without.
     H2,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ca(name: &str) -> UpstreamTlsConfig {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![name.into()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        UpstreamTlsConfig {
+            ca: Some("ca.pem".into()),
+            server_name: None,
+            roots: Some(Arc::new(roots)),
+        }
+    }
+
+    #[test]
+    fn a_new_bundle_under_the_same_path_is_a_change() {
+        let old = with_ca("old.example");
+        assert_eq!(old, old.clone());
+        assert_ne!(old, with_ca("new.example"));
+        assert_ne!(old, UpstreamTlsConfig::default());
+    }
+}
