@@ -19,6 +19,7 @@
 //! `Authorization: Bearer <token>` (the page also takes `?token=`, and
 //! passes it on to the endpoints it polls).
 
+use crate::accept;
 use crate::body::{full, json_error, Body};
 use crate::proxy::Shared;
 use crate::reload::Reloader;
@@ -47,6 +48,8 @@ pub async fn serve(
     }
 }
 
+/// Accepts admin connections; a failed accept pauses ([`accept::BACKOFF`])
+/// instead of spinning.
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -54,9 +57,7 @@ async fn accept_loop(
     token: Option<Arc<str>>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = accept::next(&listener, "admin listener").await;
         let (shared, reloader, token) = (shared.clone(), reloader.clone(), token.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {

@@ -6,6 +6,7 @@
 
 mod export;
 mod isolation;
+mod locate;
 mod resilience;
 
 pub use export::{OtlpConfig, TracingConfig};
@@ -14,6 +15,8 @@ pub use resilience::{
     BalanceStrategy, CircuitBreakerConfig, HealthCheckConfig, PassiveHealthConfig,
     RetryBudgetConfig, RetryConfig, TargetConfig,
 };
+
+pub use locate::FieldPath;
 
 use crate::path::{PathPolicy, PathPolicyOverride};
 use crate::plugin::grants::{BadGrant, Grants};
@@ -191,7 +194,8 @@ pub const MIN_HEADER_BYTES: usize = 8192;
 
 /// A named group of interchangeable servers and how to call them
 /// (see [`resilience`] for balancing, health, breaker and retries).
-#[derive(Debug, Clone, Deserialize)]
+/// Compared on reload: an unchanged upstream keeps its state.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Each server: `host:port` or `{ address: host:port, weight: N }`.
@@ -360,14 +364,8 @@ impl Config {
             invalid(line, e.to_string())
         })?;
         config.base_dir = base_dir.to_path_buf();
-        let locate = |problem: Problem| {
-            let anchor = line_of(text, &problem.anchor, 0);
-            let line = match &problem.field {
-                Some(field) => line_of(text, field, anchor.saturating_sub(1)),
-                None => anchor,
-            };
-            invalid(line, problem.message)
-        };
+        let locate =
+            |problem: Problem| invalid(locate::line_of(text, &problem.at), problem.message);
         config.check().map_err(locate)?;
         config.load_upstream_cas().map_err(locate)?;
         Ok(config)
@@ -388,8 +386,7 @@ impl Config {
             if let Some(ca) = &tls.ca {
                 let roots =
                     crate::tls::pem::roots(&self.base_dir.join(ca)).map_err(|e| Problem {
-                        anchor: format!("{name}:"),
-                        field: Some("ca:".into()),
+                        at: FieldPath::root("upstreams").key(name).key("tls").key("ca"),
                         message: format!("upstream `{name}`: tls.ca: {e}"),
                     })?;
                 tls.roots = Some(std::sync::Arc::new(roots));
@@ -400,15 +397,10 @@ impl Config {
 
     /// Semantic checks serde cannot express.
     fn check(&self) -> Result<(), Problem> {
-        let problem = |anchor: &str, field: Option<&str>, message: String| Problem {
-            anchor: anchor.to_string(),
-            field: field.map(str::to_string),
-            message,
-        };
+        let problem = |at: FieldPath, message: String| Problem { at, message };
         if self.listeners.is_empty() {
             return Err(problem(
-                "listeners",
-                None,
+                FieldPath::root("listeners"),
                 "at least one listener is required".into(),
             ));
         }
@@ -419,42 +411,40 @@ impl Config {
             .is_some_and(|a| a.token.as_deref() == Some(""))
         {
             return Err(problem(
-                "admin",
-                Some("token"),
+                FieldPath::root("admin").key("token"),
                 "admin.token must not be empty (leave it out for no token)".into(),
             ));
         }
-        for name in self.strip_request_headers.iter().flatten() {
+        for (i, name) in self.strip_request_headers.iter().flatten().enumerate() {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(problem(
-                    "strip_request_headers",
-                    Some(name.as_str()),
+                    FieldPath::root("strip_request_headers").index(i),
                     format!("strip_request_headers: `{name}` is not a valid header name"),
                 ));
             }
         }
         self.check_isolation()?;
         if let Some(otlp) = &self.tracing.otlp {
-            export::check(otlp)
-                .map_err(|(field, message)| problem("tracing:", Some(field), message))?;
+            export::check(otlp).map_err(|(field, message)| {
+                problem(FieldPath::from("tracing.otlp").key(field), message)
+            })?;
         }
-        for listener in &self.listeners {
+        for (l, listener) in self.listeners.iter().enumerate() {
             let Some(tls) = &listener.tls else { continue };
-            let anchor = listener.address.to_string();
+            let address = listener.address.to_string();
+            let at = FieldPath::root("listeners").index(l).key("tls");
             if tls.certificates.is_empty() {
                 return Err(problem(
-                    &anchor,
-                    Some("certificates"),
-                    format!("listener {anchor}: tls needs at least one certificate"),
+                    at.key("certificates"),
+                    format!("listener {address}: tls needs at least one certificate"),
                 ));
             }
-            for protocol in &tls.alpn {
+            for (p, protocol) in tls.alpn.iter().enumerate() {
                 if !crate::tls::config::ALPN_PROTOCOLS.contains(&protocol.as_str()) {
                     return Err(problem(
-                        &anchor,
-                        Some("alpn"),
+                        at.key("alpn").index(p),
                         format!(
-                            "listener {anchor}: ALPN protocol `{protocol}` is not one of: {}",
+                            "listener {address}: ALPN protocol `{protocol}` is not one of: {}",
                             crate::tls::config::ALPN_PROTOCOLS.join(", ")
                         ),
                     ));
@@ -462,48 +452,48 @@ impl Config {
             }
         }
         for (name, upstream) in &self.upstreams {
-            let anchor = format!("{name}:");
+            let at = FieldPath::root("upstreams").key(name);
             let server_name = upstream.tls.as_ref().and_then(|t| t.server_name.as_deref());
             if let Some(server_name) = server_name {
                 if rustls_pki_types::ServerName::try_from(server_name).is_err() {
                     return Err(problem(
-                        &anchor,
-                        Some("server_name"),
+                        at.key("tls").key("server_name"),
                         format!("upstream `{name}`: tls.server_name `{server_name}` is not a DNS name or IP address"),
                     ));
                 }
             }
             if upstream.targets.is_empty() {
                 return Err(problem(
-                    &anchor,
-                    None,
+                    at.key("targets"),
                     format!("upstream `{name}` has no targets"),
                 ));
             }
-            for target in upstream.targets.iter().map(|t| &t.address) {
+            for (t, target) in upstream.targets.iter().map(|t| &t.address).enumerate() {
                 if target.parse::<http::uri::Authority>().is_err() || !target.contains(':') {
                     return Err(problem(
-                        &anchor,
-                        Some(target),
+                        at.clone().key("targets").index(t),
                         format!("upstream `{name}`: target `{target}` is not host:port"),
                     ));
                 }
             }
             resilience::check_upstream(name, upstream)
-                .map_err(|(field, message)| problem(&anchor, Some(&field), message))?;
+                .map_err(|(field, message)| problem(at.join(field), message))?;
         }
         let mut seen = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
-            let at = format!("name: {}", route.name);
-            let here = |field: Option<&str>, msg: String| {
-                problem(&at, field, format!("routes[{i}] `{}`: {msg}", route.name))
+            let at = FieldPath::root("routes").index(i);
+            let here = |field: FieldPath, msg: String| {
+                problem(
+                    at.clone().join(field),
+                    format!("routes[{i}] `{}`: {msg}", route.name),
+                )
             };
             if !seen.insert(route.name.as_str()) {
-                return Err(here(None, "duplicate route name".into()));
+                return Err(here("name".into(), "duplicate route name".into()));
             }
             if !self.upstreams.contains_key(&route.upstream) {
                 return Err(here(
-                    Some("upstream:"),
+                    "upstream".into(),
                     format!(
                         "upstream `{}` is not defined (defined: {})",
                         route.upstream,
@@ -515,31 +505,36 @@ impl Config {
                     ),
                 ));
             }
-            resilience::check_route(route).map_err(|(field, msg)| here(Some(&field), msg))?;
+            resilience::check_route(route).map_err(|(field, msg)| here(field, msg))?;
             let m = &route.matcher;
             if m.path.is_some() && m.path_prefix.is_some() {
                 return Err(here(
-                    Some("path"),
+                    "match.path".into(),
                     "match has both `path` and `path_prefix`; pick one".into(),
                 ));
             }
-            for p in m.path.iter().chain(&m.path_prefix) {
+            let paths = [
+                ("match.path", &m.path),
+                ("match.path_prefix", &m.path_prefix),
+            ];
+            for (field, p) in paths.iter().filter_map(|(f, p)| Some((f, p.as_ref()?))) {
                 if !p.starts_with('/') {
                     return Err(here(
-                        Some(p),
+                        (*field).into(),
                         format!("match path `{p}` must start with `/`"),
                     ));
                 }
             }
-            for method in &m.methods {
+            for (k, method) in m.methods.iter().enumerate() {
                 if method.parse::<http::Method>().is_err() {
                     return Err(here(
-                        Some(method),
+                        FieldPath::from("match.methods").index(k),
                         format!("`{method}` is not an HTTP method"),
                     ));
                 }
             }
-            for plugin in &route.plugins {
+            for (j, plugin) in route.plugins.iter().enumerate() {
+                let entry = |field: &str| FieldPath::root("plugins").index(j).join(field.into());
                 let valid = !plugin.name.is_empty()
                     && plugin
                         .name
@@ -547,7 +542,7 @@ impl Config {
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if !valid {
                     return Err(here(
-                        Some(&plugin.name),
+                        entry("name"),
                         format!(
                             "plugin name `{}` must be letters, digits, `-` or `_`",
                             plugin.name
@@ -555,10 +550,10 @@ impl Config {
                     ));
                 }
                 self.check_grants(plugin)
-                    .map_err(|(field, msg)| here(Some(&field), msg))?;
+                    .map_err(|(allowed, msg)| here(entry("allow").index(allowed), msg))?;
                 crate::identity_headers::declared(plugin).map_err(|msg| {
                     here(
-                        Some(crate::identity_headers::CONFIG_FIELD),
+                        entry("config").key(crate::identity_headers::CONFIG_FIELD),
                         format!(
                             "plugin `{}`: config.{}: {msg}",
                             plugin.name,
@@ -568,7 +563,7 @@ impl Config {
                 })?;
                 if plugin.max_concurrent_calls == Some(0) {
                     return Err(here(
-                        Some("max_concurrent_calls"),
+                        entry("max_concurrent_calls"),
                         format!(
                             "plugin `{}`: max_concurrent_calls must be at least 1",
                             plugin.name
@@ -577,7 +572,7 @@ impl Config {
                 }
                 if let Some(breaker) = &plugin.fault_breaker {
                     isolation::check_breaker(&format!("plugin `{}`: ", plugin.name), breaker)
-                        .map_err(|(field, msg)| here(Some(&field), msg))?;
+                        .map_err(|(field, msg)| here(entry(&field), msg))?;
                 }
             }
         }
@@ -588,8 +583,7 @@ impl Config {
     fn check_limits(&self) -> Result<(), Problem> {
         let limits = &self.limits;
         let problem = |field: &str, message: String| Problem {
-            anchor: "limits:".to_string(),
-            field: Some(format!("{field}:")),
+            at: FieldPath::root("limits").key(field),
             message: format!("limits.{field}: {message}"),
         };
         if limits.max_header_bytes < MIN_HEADER_BYTES {
@@ -632,40 +626,44 @@ impl Config {
 impl Config {
     /// The `plugins:` concurrency and breaker settings and the `kv:` budget.
     fn check_isolation(&self) -> Result<(), Problem> {
-        let problem = |anchor: &str, (field, message): (String, String)| Problem {
-            anchor: anchor.to_string(),
-            field: Some(field),
+        let problem = |parent: &str, (field, message): (String, String)| Problem {
+            at: FieldPath::root(parent).join(field.as_str().into()),
             message,
         };
         let plugins = &self.plugins;
         if plugins.max_concurrent_calls == 0 || plugins.queue_timeout_ms == 0 {
+            let field = match plugins.max_concurrent_calls {
+                0 => "max_concurrent_calls",
+                _ => "queue_timeout_ms",
+            };
             return Err(problem(
-                "plugins:",
+                "plugins",
                 (
-                    "max_concurrent_calls".into(),
+                    field.into(),
                     "plugins.max_concurrent_calls and queue_timeout_ms must be at least 1".into(),
                 ),
             ));
         }
         isolation::check_breaker("plugins.", &plugins.fault_breaker)
-            .map_err(|e| problem("plugins:", e))?;
-        isolation::check_kv(&self.kv).map_err(|e| problem("kv:", e))
+            .map_err(|e| problem("plugins", e))?;
+        isolation::check_kv(&self.kv).map_err(|e| problem("kv", e))
     }
 
     /// A plugin entry's `allow:` list names real capabilities and upstreams;
-    /// on error, the text to find the line by and the message.
-    fn check_grants(&self, plugin: &PluginEntry) -> Result<(), (String, String)> {
+    /// on error, the index of the wrong entry in `allow:` and the message.
+    fn check_grants(&self, plugin: &PluginEntry) -> Result<(), (usize, String)> {
         let name = &plugin.name;
+        let index_of = |entry: &str| plugin.allow.iter().position(|a| a == entry).unwrap_or(0);
         let grants = plugin
             .grants()
-            .map_err(|e| (e.entry.clone(), format!("plugin `{name}`: allow: {e}")))?;
+            .map_err(|e| (index_of(&e.entry), format!("plugin `{name}`: allow: {e}")))?;
         let missing = grants
             .named_upstreams()
             .find(|u| !self.upstreams.contains_key(*u))
             .map(str::to_string);
         match missing {
             Some(missing) => Err((
-                format!("outbound:{missing}"),
+                index_of(&format!("outbound:{missing}")),
                 format!("plugin `{name}`: allow: `outbound:{missing}` names an upstream that is not defined"),
             )),
             None => Ok(()),
@@ -673,22 +671,10 @@ impl Config {
     }
 }
 
-/// A semantic problem and how to find its line: the first line containing
-/// `anchor` (e.g. `name: users`), then the first from there containing `field`.
+/// A semantic problem and the field it is about, whose line the error names.
 struct Problem {
-    anchor: String,
-    field: Option<String>,
+    at: FieldPath,
     message: String,
-}
-
-/// 1-based number of the first line at or after line index `from` that
-/// contains `needle`; falls back to `from + 1` (or 1).
-fn line_of(text: &str, needle: &str, from: usize) -> usize {
-    text.lines()
-        .skip(from)
-        .position(|l| l.contains(needle))
-        .map(|i| from + i + 1)
-        .unwrap_or(from.max(1))
 }
 
 #[cfg(test)]
@@ -756,6 +742,29 @@ routes:
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("gw.yaml:10:"), "{err}");
         assert!(err.contains("upstream `orders` is not defined"), "{err}");
+    }
+
+    /// The route is found by its place in the document, not by text: the
+    /// error about route `a` must not point into route `admin`, whose
+    /// `name: admin` line contains `name: a`.
+    #[test]
+    fn an_error_points_at_its_own_route_not_one_whose_name_it_prefixes() {
+        let text = "
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  users: { targets: ['127.0.0.1:9001'] }
+routes:
+  - name: admin
+    match: { path_prefix: /admin }
+    upstream: users
+  - name: a
+    match: { path_prefix: /a }
+    upstream: orders
+";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:12:"), "{err}");
+        assert!(err.contains("routes[1] `a`: upstream `orders`"), "{err}");
     }
 
     #[test]

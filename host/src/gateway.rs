@@ -55,9 +55,11 @@ impl Gateway {
     /// (with its own concurrency cap and fault breaker, which start afresh),
     /// initialised with its config now, so a config a plugin refuses fails
     /// the build instead of a request. Plugins missing from `catalog` are
-    /// loaded into it.
+    /// loaded into it. Upstreams whose config is the same as in `previous`
+    /// (the generation being replaced) are taken over with their state.
     pub async fn build(
         config: Arc<Config>,
+        previous: Option<&Gateway>,
         catalog: &mut PluginCatalog,
         runtime: &Arc<PluginRuntime>,
     ) -> Result<Gateway, PluginError> {
@@ -66,7 +68,10 @@ impl Gateway {
         let upstreams: HashMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
-            .map(|(name, u)| (name.clone(), Arc::new(Upstream::new(name, u))))
+            .map(|(name, u)| {
+                let kept = previous.and_then(|p| p.upstreams.get(name));
+                (name.clone(), Upstream::reuse_or_new(name, u, kept))
+            })
             .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {

@@ -15,6 +15,7 @@
 //!
 //! Run `examples/quickstart/wasmgate.yaml` with `make demo`; embed with [`start`].
 
+pub mod accept;
 pub mod access_log;
 pub mod admin;
 pub mod body;
@@ -119,7 +120,7 @@ pub async fn validate(config_path: &Path) -> Result<Gateway, StartError> {
         upstream::http_client(),
     ))?);
     let mut catalog = PluginCatalog::default();
-    Ok(Gateway::build(config, &mut catalog, &runtime).await?)
+    Ok(Gateway::build(config, None, &mut catalog, &runtime).await?)
 }
 
 /// The TLS side of each listener, in config order (`None` for plain ones).
@@ -196,7 +197,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         client.clone(),
     ))?);
     let mut catalog = PluginCatalog::default();
-    let gateway = Gateway::build(config.clone(), &mut catalog, &runtime).await?;
+    let gateway = Gateway::build(config.clone(), None, &mut catalog, &runtime).await?;
     upstreams.publish(gateway.upstreams.clone());
     let spans = match &config.tracing.otlp {
         Some(otlp) => Some(Arc::new(SpanExport::start(

@@ -205,15 +205,17 @@ impl Reloader {
         }
     }
 
-    /// Builds the generation of `config` and `catalog`, swaps it in and
-    /// makes them current.
+    /// Builds the generation of `config` and `catalog` (keeping the serving
+    /// generation's unchanged upstreams), swaps it in and makes them current.
     async fn swap_in(
         &self,
         current: &mut (Arc<Config>, PluginCatalog),
         config: Arc<Config>,
         mut catalog: PluginCatalog,
     ) -> Result<(), PluginError> {
-        let gateway = Gateway::build(config.clone(), &mut catalog, &self.runtime).await?;
+        let previous = self.shared.gateway.load_full();
+        let gateway =
+            Gateway::build(config.clone(), Some(&previous), &mut catalog, &self.runtime).await?;
         self.shared.upstreams.publish(gateway.upstreams.clone());
         self.shared.gateway.store(Arc::new(gateway));
         *current = (config, catalog);

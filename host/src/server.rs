@@ -6,6 +6,7 @@
 //! handshake (ALPN picks h2 or HTTP/1.1) and tags the connection's requests
 //! with what it established. HTTP/1.1 upgrades (WebSocket) are allowed.
 
+use crate::accept;
 use crate::config::Limits;
 use crate::limits::{self, InFlight};
 use crate::metrics::{metrics, ConnectionGauge};
@@ -61,18 +62,9 @@ pub async fn serve(
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, client) = tokio::select! {
+            accepted = accept::next(&listener, "listener") => accepted,
             _ = shutdown.wait_for(|stop| *stop) => break,
-        };
-        let (stream, client) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         let _ = stream.set_nodelay(true);
         let gauge = ConnectionGauge::open(active.clone());

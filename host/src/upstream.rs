@@ -39,7 +39,7 @@ use hyper_util::rt::TokioExecutor;
 use retry::{Failure, RetryBudget};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -90,8 +90,10 @@ impl Weighed for Target {
     }
 }
 
-/// A named group of interchangeable servers, with its health, breaker and
-/// retry budget. Lives as long as its gateway generation.
+/// A named group of interchangeable servers, with its health, breaker,
+/// retry budget and connection pool. Lives as long as a generation uses it:
+/// a reload that leaves its config unchanged hands it on as it is
+/// ([`Upstream::reuse_or_new`]).
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
@@ -106,6 +108,11 @@ pub struct Upstream {
     scheme: Scheme,
     /// Its own client when its TLS settings or HTTP version differ from the shared one's.
     client: Option<HttpClient>,
+    /// The config it was built from, to tell on reload whether it changed.
+    config: UpstreamConfig,
+    /// Its health-check task, started once when first published and
+    /// stopped when the upstream is dropped.
+    checks: OnceLock<health::Checks>,
 }
 
 impl Upstream {
@@ -139,6 +146,33 @@ impl Upstream {
             },
             client: (config.tls.is_some() || config.protocol != UpstreamProtocol::Http1)
                 .then(|| client_for(config.tls.as_ref(), config.protocol)),
+            config: config.clone(),
+            checks: OnceLock::new(),
+        }
+    }
+
+    /// The upstream `name` of a new generation: `previous`'s own when its
+    /// config is unchanged, so a reload keeps its breaker, health verdicts,
+    /// ejections, retry budget, connection pool and health checks; a new
+    /// one (starting afresh) otherwise.
+    pub fn reuse_or_new(
+        name: &str,
+        config: &UpstreamConfig,
+        previous: Option<&Arc<Upstream>>,
+    ) -> Arc<Upstream> {
+        match previous {
+            Some(upstream) if upstream.config == *config => upstream.clone(),
+            _ => Arc::new(Upstream::new(name, config)),
+        }
+    }
+
+    /// Starts its health checks unless they run already (or none are
+    /// configured); `client` gives the client they use.
+    fn start_checks(self: &Arc<Self>, client: impl FnOnce() -> HttpClient) {
+        if let Some(check) = &self.health_check {
+            self.checks.get_or_init(|| {
+                health::spawn_checks(Arc::downgrade(self), check.clone(), client())
+            });
         }
     }
 
@@ -329,11 +363,17 @@ pub async fn call(
             .ok_or_else(|| UpstreamError::NoHealthyTarget {
                 upstream: upstream.name.clone(),
             })?;
-        if upstream.breaker.as_ref().is_some_and(|b| !b.admit()) {
-            return Err(UpstreamError::CircuitOpen {
-                upstream: upstream.name.clone(),
-            });
-        }
+        let admission = match &upstream.breaker {
+            Some(breaker) => match breaker.admit() {
+                Some(admission) => Some((breaker, admission)),
+                None => {
+                    return Err(UpstreamError::CircuitOpen {
+                        upstream: upstream.name.clone(),
+                    })
+                }
+            },
+            None => None,
+        };
         let target = &upstream.targets[index];
         let request = match (&replay, first_body.take()) {
             (Some(bytes), _) => copy_request(
@@ -354,8 +394,8 @@ pub async fn call(
         target
             .health
             .record_request(failure.is_none(), upstream.passive.as_ref());
-        if let Some(breaker) = &upstream.breaker {
-            breaker.record(failure.is_none());
+        if let Some((breaker, admission)) = admission {
+            breaker.record(admission, failure.is_none());
         }
         let retry = match (failure, &policy.retries) {
             (Some(failure), Some(retries)) => {
@@ -505,20 +545,37 @@ impl UpstreamDirectory {
         self.current.load_full()
     }
 
-    /// Publishes a new set (on start and reload) and starts its health
-    /// checks; the previous set's checks stop as its generation is dropped.
+    /// Publishes a new set (on start and reload) and starts the health
+    /// checks of its new upstreams; upstreams kept from the previous set
+    /// keep their running checks, and a dropped upstream's checks stop
+    /// with it.
     pub fn publish(&self, upstreams: HashMap<String, Arc<Upstream>>) {
-        let checked: Vec<_> = upstreams
-            .values()
-            .filter_map(|u| Some((Arc::downgrade(u), u.health_check.clone()?)))
-            .collect();
-        if !checked.is_empty() {
-            let client = http_client();
-            for (upstream, check) in checked {
-                health::spawn_checks(upstream, check, client.clone());
-            }
+        let mut client = None;
+        for upstream in upstreams.values() {
+            upstream.start_checks(|| client.get_or_insert_with(http_client).clone());
         }
         let previous = self.current.swap(Arc::new(upstreams));
         report::forget_removed(&previous, &self.current.load());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> UpstreamConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_reload_hands_on_an_upstream_only_while_its_config_is_unchanged() {
+        let same = config("targets: ['127.0.0.1:1']");
+        let first = Upstream::reuse_or_new("u", &same, None);
+        let kept = Upstream::reuse_or_new("u", &same.clone(), Some(&first));
+        assert!(Arc::ptr_eq(&first, &kept));
+        let changed = config("targets: ['127.0.0.1:1']\ntimeout_ms: 5");
+        let fresh = Upstream::reuse_or_new("u", &changed, Some(&first));
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        assert_eq!(fresh.timeout, Duration::from_millis(5));
     }
 }

@@ -25,6 +25,7 @@ mod polyglot;
 mod protocol;
 mod rate_limit;
 mod reload;
+mod reload_state;
 mod request_guard;
 mod resilience;
 mod routing;

@@ -434,9 +434,10 @@ pub async fn closed_by_peer(stream: &mut tokio::net::TcpStream) {
     while let Ok(1..) = stream.read(&mut chunk).await {}
 }
 
-/// An upstream a test controls: it counts the requests it gets, answers
-/// with the status it is told (`x-echo-delay-ms` delays it), serves health
-/// probes on `GET /health`, and can be stopped and started on the same port.
+/// An upstream a test controls: it counts the connections it accepts and
+/// the requests it gets, answers with the status it is told
+/// (`x-echo-delay-ms` delays it), serves health probes on `GET /health`,
+/// speaks HTTP/1.1 and h2c, and can be stopped and started on the same port.
 pub struct Backend {
     pub addr: SocketAddr,
     name: String,
@@ -446,6 +447,7 @@ pub struct Backend {
 
 #[derive(Default)]
 struct BackendState {
+    connections: AtomicUsize,
     hits: AtomicUsize,
     checks: AtomicUsize,
     /// Status of ordinary requests (0 = 200).
@@ -475,6 +477,11 @@ impl Backend {
             self.state.clone(),
         ));
         *self.server.lock().unwrap() = Some(task);
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Ordinary (non-health) requests received so far.
@@ -538,6 +545,7 @@ async fn serve_backend(listener: tokio::net::TcpListener, name: String, state: A
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        state.connections.fetch_add(1, Ordering::SeqCst);
         while connections.try_join_next().is_some() {}
         let (name, state) = (name.clone(), state.clone());
         connections.spawn(async move {

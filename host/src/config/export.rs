@@ -43,8 +43,8 @@ fn default_batch_delay_ms() -> u64 {
     5_000
 }
 
-/// Values serde accepts but export cannot use; on error, the field to find
-/// the line by and the message.
+/// Values serde accepts but export cannot use; on error, the field (below
+/// `tracing.otlp`) and the message.
 pub(super) fn check(otlp: &OtlpConfig) -> Result<(), (&'static str, String)> {
     let endpoint = otlp.endpoint.parse::<http::Uri>().ok();
     let usable = endpoint
@@ -52,7 +52,7 @@ pub(super) fn check(otlp: &OtlpConfig) -> Result<(), (&'static str, String)> {
         .is_some_and(|uri| uri.scheme_str() == Some("http") && uri.authority().is_some());
     if !usable {
         return Err((
-            "endpoint:",
+            "endpoint",
             format!(
                 "tracing.otlp.endpoint `{}` is not an http:// URL (e.g. http://127.0.0.1:4318/v1/traces)",
                 otlp.endpoint
@@ -61,13 +61,13 @@ pub(super) fn check(otlp: &OtlpConfig) -> Result<(), (&'static str, String)> {
     }
     if otlp.service_name.trim().is_empty() {
         return Err((
-            "service_name:",
+            "service_name",
             "tracing.otlp.service_name must not be empty".into(),
         ));
     }
     if !(0.0..=1.0).contains(&otlp.sample_ratio) {
         return Err((
-            "sample_ratio:",
+            "sample_ratio",
             format!(
                 "tracing.otlp.sample_ratio {} must be in [0, 1]",
                 otlp.sample_ratio
@@ -76,7 +76,7 @@ pub(super) fn check(otlp: &OtlpConfig) -> Result<(), (&'static str, String)> {
     }
     if otlp.batch_delay_ms == 0 {
         return Err((
-            "batch_delay_ms:",
+            "batch_delay_ms",
             "tracing.otlp.batch_delay_ms must be greater than 0".into(),
         ));
     }

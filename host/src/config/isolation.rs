@@ -75,14 +75,14 @@ impl KvConfig {
     }
 }
 
-/// On error, the field to find the line by and the message.
+/// On error, the field's path (below the breaker's parent) and the message.
 pub(super) fn check_breaker(
     at: &str,
     breaker: &FaultBreakerConfig,
 ) -> Result<(), (String, String)> {
     if !(0.0..=1.0).contains(&breaker.failure_ratio) {
         return Err((
-            "failure_ratio".into(),
+            "fault_breaker.failure_ratio".into(),
             format!(
                 "{at}fault_breaker.failure_ratio {} must be in [0, 1]",
                 breaker.failure_ratio
@@ -98,7 +98,7 @@ pub(super) fn check_breaker(
     Ok(())
 }
 
-/// On error, the field to find the line by and the message.
+/// On error, the field's path below `kv:` and the message.
 pub(super) fn check_kv(kv: &KvConfig) -> Result<(), (String, String)> {
     if kv.max_bytes == 0 {
         return Err(("max_bytes".into(), "kv.max_bytes must be at least 1".into()));
@@ -111,13 +111,13 @@ pub(super) fn check_kv(kv: &KvConfig) -> Result<(), (String, String)> {
     }
     let budgets = kv
         .namespace_max_bytes
-        .map(|b| ("namespace_max_bytes".to_string(), b))
+        .map(|b| ("namespace_max_bytes".to_string(), "namespace_max_bytes", b))
         .into_iter()
-        .chain(kv.namespaces.iter().map(|(n, &b)| (n.clone(), b)));
-    for (field, bytes) in budgets {
+        .chain((kv.namespaces.iter()).map(|(n, &b)| (format!("namespaces.{n}"), n.as_str(), b)));
+    for (path, field, bytes) in budgets {
         if bytes == 0 || bytes > kv.max_bytes {
             return Err((
-                field.clone(),
+                path,
                 format!(
                     "kv: the budget of `{field}` ({bytes}) must be between 1 and kv.max_bytes ({})",
                     kv.max_bytes

@@ -7,6 +7,7 @@
 //! off or unchanged unless configured: round-robin, no health checks, no
 //! ejection, no breaker, no retries.
 
+use super::locate::FieldPath;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
@@ -72,7 +73,7 @@ pub enum BalanceStrategy {
 }
 
 /// Active health checks: a `GET path` to every target each interval.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// Path probed; a 2xx answer is a success.
@@ -106,7 +107,7 @@ fn default_unhealthy_threshold() -> u32 {
 
 /// Passive health: a target whose real requests fail this many times in a
 /// row (connect error, timeout or 5xx) gets no traffic for `ejection_ms`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealthConfig {
     #[serde(default = "default_consecutive_failures")]
@@ -126,7 +127,7 @@ fn default_ejection_ms() -> u64 {
 /// or, when `failure_ratio` is set, on that share of failures among the last
 /// `window` calls (once `min_requests` were seen); stays open `open_ms`,
 /// then lets `half_open_requests` probes through to decide.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     #[serde(default = "default_consecutive_failures")]
@@ -156,7 +157,7 @@ fn default_open_ms() -> u64 {
 /// Caps retries across all routes of an upstream so they cannot multiply
 /// load during an outage: each request adds `ratio` of a retry to the
 /// budget, which holds at most `reserve` (and starts full).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryBudgetConfig {
     pub ratio: f64,
@@ -188,40 +189,44 @@ fn yes() -> bool {
     true
 }
 
-/// Checks the resilience settings of upstream `name`; `Err((field, message))`.
+/// Checks the resilience settings of upstream `name`; `Err((field, message))`
+/// with the field's path below the upstream.
 pub(super) fn check_upstream(
     name: &str,
     upstream: &super::UpstreamConfig,
-) -> Result<(), (String, String)> {
-    let bad =
-        |field: &str, what: String| Err((field.to_string(), format!("upstream `{name}`: {what}")));
-    for target in &upstream.targets {
+) -> Result<(), (FieldPath, String)> {
+    let bad = |field: FieldPath, what: String| Err((field, format!("upstream `{name}`: {what}")));
+    for (i, target) in upstream.targets.iter().enumerate() {
         if target.weight == 0 {
             return bad(
-                &target.address,
+                FieldPath::root("targets").index(i).key("weight"),
                 format!("target `{}`: weight must be at least 1", target.address),
             );
         }
     }
     if upstream.connect_timeout_ms == 0 || upstream.timeout_ms == 0 {
-        return bad("timeout_ms", "timeouts must be at least 1 ms".into());
+        let field = match upstream.timeout_ms {
+            0 => "timeout_ms",
+            _ => "connect_timeout_ms",
+        };
+        return bad(field.into(), "timeouts must be at least 1 ms".into());
     }
     if let Some(check) = &upstream.health_check {
         if !check.path.starts_with('/') {
             return bad(
-                "path:",
+                "health_check.path".into(),
                 format!("health_check path `{}` must start with `/`", check.path),
             );
         }
         if check.interval_ms == 0 || check.timeout_ms == 0 {
             return bad(
-                "health_check",
+                "health_check".into(),
                 "health_check interval_ms and timeout_ms must be at least 1".into(),
             );
         }
         if check.healthy_threshold == 0 || check.unhealthy_threshold == 0 {
             return bad(
-                "threshold",
+                "health_check".into(),
                 "health_check thresholds must be at least 1".into(),
             );
         }
@@ -229,7 +234,7 @@ pub(super) fn check_upstream(
     if let Some(passive) = &upstream.passive_health {
         if passive.consecutive_failures == 0 || passive.ejection_ms == 0 {
             return bad(
-                "passive_health",
+                "passive_health".into(),
                 "passive_health consecutive_failures and ejection_ms must be at least 1".into(),
             );
         }
@@ -238,26 +243,26 @@ pub(super) fn check_upstream(
         if let Some(ratio) = breaker.failure_ratio {
             if !(ratio > 0.0 && ratio <= 1.0) {
                 return bad(
-                    "failure_ratio",
+                    "circuit_breaker.failure_ratio".into(),
                     format!("circuit_breaker failure_ratio {ratio} must be in (0, 1]"),
                 );
             }
         }
         if breaker.consecutive_failures == 0 && breaker.failure_ratio.is_none() {
             return bad(
-                "circuit_breaker",
+                "circuit_breaker".into(),
                 "circuit_breaker needs consecutive_failures ≥ 1 or a failure_ratio".into(),
             );
         }
         if breaker.min_requests == 0 || breaker.window < breaker.min_requests {
             return bad(
-                "window",
+                "circuit_breaker".into(),
                 "circuit_breaker needs 1 ≤ min_requests ≤ window".into(),
             );
         }
         if breaker.open_ms == 0 || breaker.half_open_requests == 0 {
             return bad(
-                "circuit_breaker",
+                "circuit_breaker".into(),
                 "circuit_breaker open_ms and half_open_requests must be at least 1".into(),
             );
         }
@@ -265,17 +270,22 @@ pub(super) fn check_upstream(
     let budget = &upstream.retry_budget;
     if !(budget.ratio >= 0.0 && budget.ratio.is_finite()) {
         return bad(
-            "ratio",
+            "retry_budget.ratio".into(),
             format!("retry_budget ratio {} must be ≥ 0", budget.ratio),
         );
     }
     Ok(())
 }
 
-/// Checks a route's overrides; `Err((field, message))`.
-pub(super) fn check_route(route: &super::RouteConfig) -> Result<(), (String, String)> {
+/// Checks a route's overrides; `Err((field, message))` with the field's
+/// path below the route.
+pub(super) fn check_route(route: &super::RouteConfig) -> Result<(), (FieldPath, String)> {
     if route.timeout_ms == Some(0) || route.connect_timeout_ms == Some(0) {
-        return Err(("timeout_ms".into(), "timeouts must be at least 1 ms".into()));
+        let field = match route.timeout_ms {
+            Some(0) => "timeout_ms",
+            _ => "connect_timeout_ms",
+        };
+        return Err((field.into(), "timeouts must be at least 1 ms".into()));
     }
     Ok(())
 }

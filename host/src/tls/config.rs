@@ -71,6 +71,18 @@ pub struct UpstreamTlsConfig {
     pub roots: Option<Arc<rustls::RootCertStore>>,
 }
 
+/// Equal when the settings and the CAs read from `ca` are: a reload that
+/// finds a new bundle under the same path is a change.
+impl PartialEq for UpstreamTlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let same_roots = match (&self.roots, &other.roots) {
+            (Some(a), Some(b)) => a.roots == b.roots,
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.ca == other.ca && self.server_name == other.server_name && same_roots
+    }
+}
+
 /// The HTTP version spoken to an upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,4 +92,30 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 only: negotiated with ALPN over TLS, prior knowledge (h2c) without.
     H2,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ca(name: &str) -> UpstreamTlsConfig {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![name.into()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        UpstreamTlsConfig {
+            ca: Some("ca.pem".into()),
+            server_name: None,
+            roots: Some(Arc::new(roots)),
+        }
+    }
+
+    #[test]
+    fn a_new_bundle_under_the_same_path_is_a_change() {
+        let old = with_ca("old.example");
+        assert_eq!(old, old.clone());
+        assert_ne!(old, with_ca("new.example"));
+        assert_ne!(old, UpstreamTlsConfig::default());
+    }
 }

@@ -1,6 +1,8 @@
 //! The per-upstream circuit breaker: closed → (too many failures) → open,
 //! where calls fail fast → (after `open_ms`) → half-open, where a few probe
-//! calls decide between closed and open again.
+//! calls decide between closed and open again. Only the outcomes of probes
+//! sent in the current half-open period decide it: a slow call sent before
+//! the breaker tripped cannot close it by succeeding late.
 
 use crate::config::CircuitBreakerConfig;
 use std::collections::VecDeque;
@@ -42,9 +44,20 @@ enum Phase {
 #[derive(Debug)]
 struct Inner {
     phase: Phase,
+    /// How many times the breaker went half-open: names the current probe period.
+    half_opened: u64,
     consecutive: u32,
     /// The last `window` outcomes while closed (true = failure).
     recent: VecDeque<bool>,
+}
+
+/// A call the breaker let through; its outcome goes back to
+/// [`Breaker::record`] with it, so the breaker knows whether it was a probe.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "its outcome must be recorded"]
+pub struct Admission {
+    /// The half-open period this call probes, if it is a probe.
+    probe_of: Option<u64>,
 }
 
 /// One upstream's breaker.
@@ -60,6 +73,7 @@ impl Breaker {
         Breaker {
             inner: Mutex::new(Inner {
                 phase: Phase::Closed,
+                half_opened: 0,
                 consecutive: 0,
                 recent: VecDeque::with_capacity(config.window as usize),
             }),
@@ -71,22 +85,25 @@ impl Breaker {
         Duration::from_millis(self.config.open_ms)
     }
 
-    /// Whether a call may go ahead now. In half-open this takes one of the
-    /// probe slots, which [`Breaker::record`] gives back.
-    pub fn admit(&self) -> bool {
+    /// Whether a call may go ahead now (`None`: fail fast). In half-open
+    /// this takes one of the probe slots, which [`Breaker::record`] gives back.
+    pub fn admit(&self) -> Option<Admission> {
         let mut guard = self.inner.lock().expect("breaker lock");
         let inner = &mut *guard;
         let now = Instant::now();
         match &mut inner.phase {
-            Phase::Closed => true,
-            Phase::Open { until } if now < *until => false,
+            Phase::Closed => Some(Admission { probe_of: None }),
+            Phase::Open { until } if now < *until => None,
             Phase::Open { .. } => {
+                inner.half_opened += 1;
                 inner.phase = Phase::HalfOpen {
                     since: now,
                     in_flight: 1,
                     passed: 0,
                 };
-                true
+                Some(Admission {
+                    probe_of: Some(inner.half_opened),
+                })
             }
             Phase::HalfOpen {
                 since, in_flight, ..
@@ -95,19 +112,23 @@ impl Breaker {
                 if *in_flight < self.config.half_open_requests || now > *since + self.open_for() {
                     *in_flight += 1;
                     *since = now;
-                    true
+                    Some(Admission {
+                        probe_of: Some(inner.half_opened),
+                    })
                 } else {
-                    false
+                    None
                 }
             }
         }
     }
 
-    /// Counts an admitted call's outcome.
-    pub fn record(&self, ok: bool) {
+    /// Counts an admitted call's outcome. While half-open only the probes of
+    /// the current period count; calls admitted before are ignored.
+    pub fn record(&self, admission: Admission, ok: bool) {
         let mut guard = self.inner.lock().expect("breaker lock");
         let inner = &mut *guard;
         let now = Instant::now();
+        let current_probe = admission.probe_of == Some(inner.half_opened);
         match &mut inner.phase {
             Phase::Closed => {
                 inner.consecutive = if ok { 0 } else { inner.consecutive + 1 };
@@ -121,6 +142,7 @@ impl Breaker {
                 }
             }
             Phase::Open { .. } => {}
+            Phase::HalfOpen { .. } if !current_probe => {}
             Phase::HalfOpen {
                 in_flight, passed, ..
             } => {
@@ -184,42 +206,89 @@ mod tests {
         })
     }
 
+    /// Admits one call and records its outcome.
+    fn call(b: &Breaker, ok: bool) {
+        let admission = b.admit().expect("admitted");
+        b.record(admission, ok);
+    }
+
     #[test]
     fn opens_on_consecutive_failures_then_probes_and_closes() {
         let b = breaker(2, None);
-        b.record(false);
-        b.record(true);
-        b.record(false);
+        call(&b, false);
+        call(&b, true);
+        call(&b, false);
         assert_eq!(b.state(), CircuitState::Closed);
-        b.record(false);
+        call(&b, false);
         assert_eq!(b.state(), CircuitState::Open);
-        assert!(!b.admit());
+        assert!(b.admit().is_none());
         std::thread::sleep(Duration::from_millis(25));
-        assert!(b.admit(), "one probe goes through");
-        assert!(!b.admit(), "only one");
-        b.record(true);
+        let probe = b.admit().expect("one probe goes through");
+        assert!(b.admit().is_none(), "only one");
+        b.record(probe, true);
         assert_eq!(b.state(), CircuitState::Closed);
     }
 
     #[test]
     fn a_failed_probe_opens_again() {
         let b = breaker(1, None);
-        b.record(false);
+        call(&b, false);
         std::thread::sleep(Duration::from_millis(25));
-        assert!(b.admit());
-        b.record(false);
+        call(&b, false);
         assert_eq!(b.state(), CircuitState::Open);
-        assert!(!b.admit());
+        assert!(b.admit().is_none());
     }
 
     #[test]
     fn opens_on_failure_ratio_once_enough_calls_were_seen() {
         let b = breaker(0, Some(0.5));
-        b.record(false);
-        b.record(false);
-        b.record(true);
+        call(&b, false);
+        call(&b, false);
+        call(&b, true);
         assert_eq!(b.state(), CircuitState::Closed, "below min_requests");
-        b.record(true);
+        call(&b, true);
         assert_eq!(b.state(), CircuitState::Open, "2 of 4 failed");
+    }
+
+    #[test]
+    fn only_probes_sent_while_half_open_decide_it() {
+        let b = breaker(1, None);
+        let slow = b.admit().expect("closed: admitted");
+        call(&b, false);
+        assert_eq!(b.state(), CircuitState::Open);
+        std::thread::sleep(Duration::from_millis(25));
+        let probe = b.admit().expect("half-open: one probe");
+        b.record(slow, true);
+        assert_eq!(
+            b.state(),
+            CircuitState::HalfOpen,
+            "a late success of a call sent before the trip is no probe"
+        );
+        assert!(b.admit().is_none(), "the probe's slot is still taken");
+        b.record(probe, true);
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_probe_of_an_earlier_half_open_period_does_not_count() {
+        let b = breaker(1, None);
+        call(&b, false);
+        std::thread::sleep(Duration::from_millis(25));
+        let stale = b.admit().expect("first probe");
+        // The probe never reports in time; after `open_ms` another is let through.
+        std::thread::sleep(Duration::from_millis(25));
+        let probe = b.admit().expect("a new probe once the first is overdue");
+        b.record(probe, false);
+        assert_eq!(b.state(), CircuitState::Open);
+        std::thread::sleep(Duration::from_millis(25));
+        let fresh = b.admit().expect("next half-open period");
+        b.record(stale, true);
+        assert_eq!(
+            b.state(),
+            CircuitState::HalfOpen,
+            "a stale probe is ignored"
+        );
+        b.record(fresh, true);
+        assert_eq!(b.state(), CircuitState::Closed);
     }
 }

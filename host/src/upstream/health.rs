@@ -96,10 +96,26 @@ impl TargetHealth {
     }
 }
 
-/// Probes every target of `upstream` each interval until the upstream is
-/// dropped (its generation was replaced by a reload).
-pub fn spawn_checks(upstream: Weak<Upstream>, check: HealthCheckConfig, client: HttpClient) {
-    tokio::spawn(async move {
+/// An upstream's running health-check task; dropping it (with its
+/// upstream, once no generation uses it) stops the task.
+#[derive(Debug)]
+pub struct Checks(tokio::task::JoinHandle<()>);
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Probes every target of `upstream` each interval until the returned
+/// [`Checks`] is dropped. The task holds the upstream weakly, so it never
+/// keeps a removed or replaced upstream alive.
+pub fn spawn_checks(
+    upstream: Weak<Upstream>,
+    check: HealthCheckConfig,
+    client: HttpClient,
+) -> Checks {
+    Checks(tokio::spawn(async move {
         let interval = Duration::from_millis(check.interval_ms);
         let timeout = Duration::from_millis(check.timeout_ms);
         let path: PathAndQuery = match check.path.parse() {
@@ -132,7 +148,7 @@ pub fn spawn_checks(upstream: Weak<Upstream>, check: HealthCheckConfig, client: 
             });
             futures::future::join_all(probes).await;
         }
-    });
+    }))
 }
 
 /// One `GET path` to a target (its scheme and authority): a 2xx within
