@@ -1,6 +1,6 @@
 //! Hot reload of plugin files and the config while traffic flows.
 
-use crate::support::{get_client, install_plugin, TestGateway};
+use crate::support::{get_client, install_plugin, plugin_tier, TestGateway};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,19 +108,7 @@ async fn a_busy_config_directory_does_not_hold_back_a_plugin_reload() {
 async fn a_reloaded_plugin_serves_from_the_baseline_tier_then_the_optimized_one() {
     let gw = TestGateway::start(&format!("admin: {{ address: '127.0.0.1:0' }}\n{ROUTES}")).await;
     let client = get_client();
-    let (client, gw) = (&client, &gw);
-    let tier = move || async move {
-        let plugins = client
-            .get(&gw.admin_url("/admin/plugins"), &[])
-            .await
-            .json();
-        let probe = plugins
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "probe");
-        probe.expect("probe is listed")["tier"].clone()
-    };
+    let tier = || plugin_tier(&gw, "probe");
     assert_eq!(tier().await, "optimized", "start-up compiles optimized");
 
     install_plugin(&gw.plugins_dir(), "probe-v2.wasm", "probe");

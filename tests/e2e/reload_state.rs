@@ -4,7 +4,7 @@
 //! plugin to its optimized build; a changed upstream starts afresh.
 
 use crate::support::{
-    eventually, get_client, install_plugin, Backend, GatewayOptions, TestGateway,
+    eventually, get_client, install_plugin, plugin_tier, Backend, GatewayOptions, TestGateway,
 };
 
 /// Routes `/` to `upstream` through `probe`, with an admin listener.
@@ -20,20 +20,6 @@ routes:
     )
 }
 
-/// The compiler tier `probe` is served from.
-async fn probe_tier(gw: &TestGateway) -> serde_json::Value {
-    let plugins = get_client()
-        .get(&gw.admin_url("/admin/plugins"), &[])
-        .await
-        .json();
-    let probe = plugins
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "probe");
-    probe.expect("probe is listed")["tier"].clone()
-}
-
 /// Replaces `probe` with its v2 build and waits until it serves (from its
 /// baseline build).
 async fn reload_probe(gw: &TestGateway) {
@@ -46,7 +32,7 @@ async fn reload_probe(gw: &TestGateway) {
 /// Waits until the optimized build of `probe` has replaced the baseline one.
 async fn wait_for_tier_up(gw: &TestGateway) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while probe_tier(gw).await != "optimized" {
+    while plugin_tier(gw, "probe").await != "optimized" {
         assert!(
             std::time::Instant::now() < deadline,
             "still on the baseline build"

@@ -363,6 +363,21 @@ pub fn get_client() -> HttpClient {
 }
 
 /// The admin listener's `/metrics` text.
+/// The compiler tier (`baseline`, `optimized`) `plugin` is served from,
+/// as the admin API reports it.
+pub async fn plugin_tier(gw: &TestGateway, plugin: &str) -> serde_json::Value {
+    let plugins = get_client()
+        .get(&gw.admin_url("/admin/plugins"), &[])
+        .await
+        .json();
+    let found = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == plugin);
+    found.expect("the plugin is listed")["tier"].clone()
+}
+
 pub async fn scrape_metrics(gw: &TestGateway) -> String {
     let admin = gw.gateway.admin_address.expect("admin listener bound");
     let reply = get_client()
