@@ -28,6 +28,7 @@
 //! plugin's tests are ordinary `#[test]`s; see `plugins/headers/tests/`.
 
 mod capabilities;
+pub mod query;
 pub mod template;
 mod types;
 

@@ -18,6 +18,7 @@
 use serde::Deserialize;
 use std::collections::HashMap;
 use wasmgate_plugin_sdk::prelude::*;
+use wasmgate_plugin_sdk::query;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,22 +69,14 @@ impl ApiKey {
         ))
     }
 
-    fn key_from_query<'a>(&self, query: Option<&'a str>) -> Option<&'a str> {
-        let param = self.query_param.as_deref()?;
-        query?
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == param)
-            .map(|(_, v)| v)
+    /// The key in the query parameter, percent-decoded as a form.
+    fn key_from_query(&self, query: Option<&str>) -> Option<String> {
+        query::param(query?, self.query_param.as_deref()?)
     }
 
+    /// The query without the key parameter, however its name is spelled.
     fn query_without_key(&self, query: &str) -> String {
-        let param = self.query_param.as_deref().unwrap_or_default();
-        query
-            .split('&')
-            .filter(|pair| pair.split('=').next() != Some(param))
-            .collect::<Vec<_>>()
-            .join("&")
+        query::without(query, self.query_param.as_deref().unwrap_or_default())
     }
 }
 
@@ -122,7 +115,7 @@ impl Plugin for ApiKey {
     fn on_request(&self, request: &Request) -> RequestAction {
         let from_header = request.header(&self.header);
         let from_query = self.key_from_query(request.query.as_deref());
-        let Some(key) = from_header.or(from_query) else {
+        let Some(key) = from_header.or(from_query.as_deref()) else {
             return self.deny("missing API key");
         };
         let Some(consumer) = self.consumers.get(key) else {
@@ -137,7 +130,7 @@ impl Plugin for ApiKey {
         let mut changes = RequestChanges::new().set_header(&self.consumer_header, consumer);
         if self.hide_credentials {
             changes = changes.remove_header(&self.header);
-            if from_header.is_none() {
+            if from_query.is_some() {
                 changes = changes
                     .query(&self.query_without_key(request.query.as_deref().unwrap_or_default()));
             }

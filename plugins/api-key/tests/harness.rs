@@ -93,6 +93,36 @@ fn key_in_query_is_accepted_and_stripped() {
     assert_eq!(changes.query.as_deref(), Some("a=1&b=2"));
 }
 
+/// The query is read as a form, as servers read it: an encoded name or key
+/// is the same key, and hiding credentials removes every spelling of the
+/// parameter, also when the header carried the key.
+#[test]
+fn a_key_in_the_query_is_percent_decoded_and_every_spelling_hidden() {
+    let plugin = load(json!({"query_param": "api_key", "hide_credentials": true}));
+    let action = plugin
+        .on_request(request("GET", "/x?api%5Fkey=key%2Dof%2Dalice&b=2"))
+        .unwrap();
+    let RequestAction::Continue(changes) = action else {
+        panic!("an encoded key is the same key")
+    };
+    assert_eq!(changes.query.as_deref(), Some("b=2"));
+
+    let with_header = plugin
+        .on_request(
+            request("GET", "/x?api_key=key-of-bob-00&api%5fkey=x")
+                .with_header("x-api-key", "key-of-alice"),
+        )
+        .unwrap();
+    let RequestAction::Continue(changes) = with_header else {
+        panic!("the header's key is valid")
+    };
+    assert_eq!(
+        changes.query.as_deref(),
+        Some(""),
+        "no key reaches the upstream"
+    );
+}
+
 #[test]
 fn bad_configs_are_refused_with_the_field() {
     let cases = [
