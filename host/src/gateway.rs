@@ -31,6 +31,8 @@ pub struct Route {
     /// How this route calls its upstream: timeouts, retries, balancing.
     pub call: CallPolicy,
     pub max_body_bytes: usize,
+    /// Time the request body has to arrive whole (see [`crate::body_timeout`]).
+    pub body_read_timeout: Duration,
     pub chain: Chain,
     /// This route's overrides of its listener's path policy.
     pub paths: PathPolicyOverride,
@@ -105,6 +107,11 @@ impl Gateway {
                 call: CallPolicy::for_route(route, &upstream, max_body_bytes),
                 upstream,
                 max_body_bytes,
+                body_read_timeout: Duration::from_millis(
+                    route
+                        .body_read_timeout_ms
+                        .unwrap_or(config.limits.body_read_timeout_ms),
+                ),
                 chain: Chain::new(steps),
                 paths: route.paths,
             });
