@@ -20,6 +20,7 @@ pub const RESERVE: u64 = 128;
 pub struct NofileLimit {
     /// The limit in force (after raising it).
     pub soft: u64,
+    /// The ceiling an unprivileged process may raise it to.
     pub hard: u64,
     /// The soft limit before it was raised, if it was.
     pub raised_from: Option<u64>,
@@ -54,9 +55,13 @@ pub fn connections_allowed(limit: u64, listeners: usize) -> usize {
 /// A `max_connections` lowered to what the open-file limit allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clamp {
+    /// `limits.max_connections` as configured.
     pub configured: usize,
+    /// What each listener serves instead.
     pub allowed: usize,
+    /// The soft open-file limit it was computed from.
     pub limit: u64,
+    /// Listeners sharing the limit.
     pub listeners: usize,
 }
 

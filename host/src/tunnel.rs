@@ -44,6 +44,7 @@ impl ConnectionHold {
 /// request extension; see [`crate::websocket::take`]).
 #[derive(Clone)]
 pub struct TunnelTerms {
+    /// The connection's slot and gauge, kept by the tunnel until it closes.
     pub hold: ConnectionHold,
     /// `limits.tunnel_idle_timeout_ms` when the connection was accepted.
     pub idle_timeout: Duration,
