@@ -6,11 +6,16 @@
 #   bench/run.sh --smoke          # 1 round × 1 s per case: checks the script works (run by `make test`)
 #   SKIP_BUILD=1 bench/run.sh     # use the binaries and plugins already built
 #   FAST_RELOAD=false bench/run.sh  # reload straight to the optimized build (no Winch tier)
+#   LOG_DIR=/tmp/logs bench/run.sh  # keep the gateway, upstream and nginx logs there
+#   CASES="chain chain-reload" bench/run.sh  # only these cases
+#   BASELINE=/tmp/wasmgate-old bench/run.sh  # also run cases 3-4 on another wasmgate binary (e.g.
+#                                            # built from an older commit), interleaved, for ratios
 #
 # Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy,
 # (3) wasmgate without plugins, (4) one trivial plugin, (5) a realistic chain,
 # (6) the same chain while one of its plugin files is replaced 20 times.
-# Prints a Markdown table, the ratios, run 6's failures and longest stall,
+# Prints a Markdown table (req/s, latency, and the proxy's CPU time per
+# request: the stable figure on a shared machine), the ratios, run 6's failures and longest stall,
 # the reload latencies the gateway logged, and the gateway's peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +23,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
 if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
 THREADS=2 CONNECTIONS=32
-UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080
+UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
@@ -36,7 +41,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 # Logs live outside the watched config and plugin dirs, as in a deployment.
-logs="$work/logs"
+logs="${LOG_DIR:-$work/logs}"
 mkdir -p "$logs"
 
 # Plugins for this run live in their own dir, so run 6 can replace files.
@@ -123,16 +128,25 @@ pids+=($!)
 RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$logs/gateway.log" &
 gateway_pid=$!
 pids+=($gateway_pid)
+if [[ -n "${BASELINE:-}" ]]; then
+  sed "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$BASELINE_PORT/" "$work/gateway.yaml" >"$work/baseline.yaml"
+  RUST_LOG=${GATEWAY_LOG:-info} "$BASELINE" run --config "$work/baseline.yaml" 2>"$logs/baseline.log" &
+  baseline_pid=$!
+  pids+=($baseline_pid)
+fi
 nginx -c "$work/nginx.conf" -p "$work"
 pids+=("$(cat "$work/nginx.pid" 2>/dev/null || true)")
 for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null && break
+  curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null &&
+    { [[ -z "${BASELINE:-}" ]] || curl -sf "http://127.0.0.1:$BASELINE_PORT/bare" >/dev/null; } && break
   sleep 0.1
 done
 nginx_pid=$(cat "$work/nginx.pid")
 pids+=("$nginx_pid")
 
 cases=(upstream nginx gateway-0 gateway-1)
+[[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1)
+if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
 [[ $have_chain == 1 ]] && cases+=(chain chain-reload)
 url() {
   case $1 in
@@ -140,6 +154,8 @@ url() {
     nginx) echo "http://127.0.0.1:$NGINX_PORT/bare" ;;
     gateway-0) echo "http://127.0.0.1:$GATEWAY_PORT/bare" ;;
     gateway-1) echo "http://127.0.0.1:$GATEWAY_PORT/trivial" ;;
+    baseline-0) echo "http://127.0.0.1:$BASELINE_PORT/bare" ;;
+    baseline-1) echo "http://127.0.0.1:$BASELINE_PORT/trivial" ;;
     chain | chain-reload) echo "http://127.0.0.1:$GATEWAY_PORT/chain" ;;
   esac
 }
@@ -147,6 +163,22 @@ if [[ $have_chain == 1 ]]; then
   status=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$(url chain)")
   [[ $status == 200 ]] || { echo "the realistic chain answered $status, not 200:" >&2; tail -5 "$logs/gateway.log" >&2; exit 1; }
 fi
+
+# The process whose CPU time a case measures: the proxy in front of the upstream.
+proxy_pids() {
+  case $1 in
+    upstream) pgrep -f "$WASMGATE demo --config $work/upstream.yaml" | head -1 ;;
+    nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
+    baseline-*) echo "$baseline_pid" ;;
+    *) echo "$gateway_pid" ;;
+  esac
+}
+cpu_ticks() { # user + system clock ticks of the given pids
+  local total=0 p
+  for p in $1; do total=$(( total + $(awk '{ print $14 + $15 }' "/proc/$p/stat") )); done
+  echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
 
 to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
@@ -164,13 +196,18 @@ reload_loop() {
   done
 }
 
-declare -A rps p50 p99 maxlat bad
+declare -A rps p50 p99 maxlat bad cpu_us
 for round in $(seq "$ROUNDS"); do
   for c in "${cases[@]}"; do
     loader=""
     if [[ $c == chain-reload ]]; then reload_loop & loader=$!; fi
+    measured=$(proxy_pids "$c")
+    ticks_before=$(cpu_ticks "$measured")
     out=$(wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H "authorization: Bearer $TOKEN" "$(url "$c")")
+    ticks=$(( $(cpu_ticks "$measured") - ticks_before ))
     [[ -n $loader ]] && wait "$loader"
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+    cpu_us[$c]="${cpu_us[$c]:-} $(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", n ? t * 1e6 / hz / n : 0 }')"
     rps[$c]="${rps[$c]:-} $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
     p50[$c]="${p50[$c]:-} $(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
     p99[$c]="${p99[$c]:-} $(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
@@ -183,20 +220,27 @@ done
 
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 max() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -1; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 == 0) printf "-"; else printf "%.2f", a / b }'; }
 declare -A med
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS interleaved rounds (median), $(nproc) cores, $(date -u +%F)"
 echo
-echo "| case | req/s | p50 ms | p99 ms | non-2xx + socket errors |"
-echo "|---|---|---|---|---|"
+echo "| case | req/s | p50 ms | p99 ms | proxy CPU µs/request | non-2xx + socket errors |"
+echo "|---|---|---|---|---|---|"
+declare -A cpu
 for c in "${cases[@]}"; do
   med[$c]=$(median "${rps[$c]}")
-  printf '| %s | %.0f | %s | %s | %s |\n' "$c" "${med[$c]}" "$(median "${p50[$c]}")" "$(median "${p99[$c]}")" "${bad[$c]}"
+  cpu[$c]=$(median "${cpu_us[$c]}")
+  printf '| %s | %.0f | %s | %s | %s | %s |\n' "$c" "${med[$c]}" "$(median "${p50[$c]}")" "$(median "${p99[$c]}")" "${cpu[$c]}" "${bad[$c]}"
 done
 echo
 echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]}" "${med[nginx]}"), p99 gateway-0 / nginx = $(ratio "$(median "${p99[gateway-0]}")" "$(median "${p99[nginx]}")")"
 echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]}" "${med[gateway-0]}")"
 echo "gateway-0 / upstream = $(ratio "${med[gateway-0]}" "${med[upstream]}")"
+echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]}" "${cpu[nginx]}")"
+if [[ -n "${BASELINE:-}" ]]; then
+  echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]}" "${med[baseline-0]}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]}" "${med[baseline-1]}")"
+  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]}" "${cpu[baseline-0]}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]}" "${cpu[baseline-1]}")"
+fi
 if [[ $have_chain == 1 ]]; then
   echo "chain / gateway-0 = $(ratio "${med[chain]}" "${med[gateway-0]}")"
   echo "chain-reload: ${bad[chain-reload]} failed requests, longest request $(max "${maxlat[chain-reload]}") ms"
@@ -209,5 +253,5 @@ else
 fi
 echo "gateway peak RSS: $(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$gateway_pid/status")"
 for c in upstream nginx gateway-0 gateway-1; do
-  [[ ${bad[$c]} == 0 ]] || { echo "$c had ${bad[$c]} failed requests" >&2; exit 1; }
+  [[ ${bad[$c]:-0} == 0 ]] || { echo "$c had ${bad[$c]} failed requests" >&2; exit 1; }
 done

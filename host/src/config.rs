@@ -155,6 +155,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Largest request body of a route without its own `max_body_bytes`; 413 beyond.
     pub max_body_bytes: usize,
+    /// Largest upstream response body a route buffers for its plugins
+    /// (unless it sets its own); 502 beyond, since the upstream sent it.
+    /// Streamed responses are not limited.
+    pub max_response_body_bytes: usize,
     /// Time a client has to send a whole request head before its connection
     /// is closed (slowloris guard). HTTP/1.1 keep-alive waits count too.
     pub header_read_timeout_ms: u64,
@@ -177,6 +181,7 @@ impl Default for Limits {
         Limits {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 1024 * 1024,
+            max_response_body_bytes: 10 * 1024 * 1024,
             header_read_timeout_ms: 15_000,
             idle_timeout_ms: 60_000,
             max_connections: 10_000,
@@ -244,14 +249,17 @@ pub struct RouteConfig {
     pub matcher: MatchConfig,
     /// Name of the upstream requests are sent to.
     pub upstream: String,
-    /// Largest request body (and response body buffered for a plugin); 413
-    /// beyond. Defaults to `limits.max_body_bytes`.
+    /// Largest request body; 413 beyond. Defaults to `limits.max_body_bytes`.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
     /// Time the request body has to arrive whole, from its request head;
     /// 408 beyond. Defaults to `limits.body_read_timeout_ms`.
     #[serde(default)]
     pub body_read_timeout_ms: Option<u64>,
+    /// Largest upstream response body buffered for a plugin; 502 beyond.
+    /// Defaults to `limits.max_response_body_bytes`.
+    #[serde(default)]
+    pub max_response_body_bytes: Option<usize>,
     /// The ordered plugin chain.
     #[serde(default)]
     pub plugins: Vec<PluginEntry>,
@@ -602,6 +610,10 @@ impl Config {
         }
         let positive = [
             ("max_body_bytes", limits.max_body_bytes as u64),
+            (
+                "max_response_body_bytes",
+                limits.max_response_body_bytes as u64,
+            ),
             ("header_read_timeout_ms", limits.header_read_timeout_ms),
             ("idle_timeout_ms", limits.idle_timeout_ms),
             ("max_connections", limits.max_connections as u64),

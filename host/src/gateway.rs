@@ -33,6 +33,8 @@ pub struct Route {
     pub max_body_bytes: usize,
     /// Time the request body has to arrive whole (see [`crate::body_timeout`]).
     pub body_read_timeout: Duration,
+    /// Largest upstream response body buffered for the chain; 502 beyond.
+    pub max_response_body_bytes: usize,
     pub chain: Chain,
     /// This route's overrides of its listener's path policy.
     pub paths: PathPolicyOverride,
@@ -112,6 +114,9 @@ impl Gateway {
                         .body_read_timeout_ms
                         .unwrap_or(config.limits.body_read_timeout_ms),
                 ),
+                max_response_body_bytes: route
+                    .max_response_body_bytes
+                    .unwrap_or(config.limits.max_response_body_bytes),
                 chain: Chain::new(steps),
                 paths: route.paths,
             });

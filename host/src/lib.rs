@@ -27,6 +27,7 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod descriptors;
+pub(crate) mod file_watch;
 pub mod gateway;
 pub mod identity_headers;
 pub mod limits;

@@ -352,11 +352,12 @@ impl Proxy<'_> {
                     Ok(r) => r,
                     Err(error) => return error,
                 };
+                let deadline = Instant::now() + self.route.call.timeout;
                 if !chain.wants_response {
                     return upstream_response.map(boxed);
                 }
                 return self
-                    .response_phase(upstream_response, ran, &mut context)
+                    .response_phase(upstream_response, ran, &mut context, deadline)
                     .await;
             }
         };
@@ -371,33 +372,21 @@ impl Proxy<'_> {
     }
 
     /// Runs the response hooks over an upstream response, buffering its body
-    /// only if a hook asked for it.
+    /// only if a hook asked for it, by `deadline` at the latest.
     async fn response_phase(
         &self,
         upstream: Response<Incoming>,
         ran: usize,
         context: &mut RequestContext,
+        deadline: Instant,
     ) -> Response<Body> {
         let (parts, body) = upstream.into_parts();
         let (buffered, stream) = if self.route.chain.wants_response_body {
-            match read_limited(body, self.route.max_body_bytes).await {
+            match self.buffer_response(&parts.headers, body, deadline).await {
                 Ok(bytes) => (Some(bytes.to_vec()), None),
                 Err(error) => {
-                    // The upstream's fault: too big to buffer, or broken off.
                     self.outcome.update(|o| o.answered_by = AnsweredBy::Gateway);
-                    let message = match error {
-                        BodyReadError::TooLarge => format!(
-                            "the upstream response body exceeds the route's limit of {} bytes",
-                            self.route.max_body_bytes
-                        ),
-                        BodyReadError::Broken(e) => {
-                            format!("cannot read the upstream response body: {e}")
-                        }
-                        BodyReadError::TimedOut => {
-                            "the upstream response body did not arrive in time".to_string()
-                        }
-                    };
-                    return json_error(StatusCode::BAD_GATEWAY, "upstream_body", &message);
+                    return error;
                 }
             }
         } else {
@@ -423,6 +412,52 @@ impl Proxy<'_> {
                 out
             }
             _ => plugin_response(response),
+        }
+    }
+
+    /// Reads an upstream response body for the chain. It is the upstream's
+    /// fault, so 502, when the body is larger than the route buffers
+    /// (declared or sent) or breaks off; 504 when it has not all arrived by
+    /// `deadline` (the route's upstream timeout after the response head),
+    /// so a dribbling upstream cannot hold the request open.
+    async fn buffer_response(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+        deadline: Instant,
+    ) -> Result<Bytes, Response<Body>> {
+        let limit = self.route.max_response_body_bytes;
+        let too_large = || {
+            json_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_body",
+                &format!("the upstream response body exceeds the route's limit of {limit} bytes"),
+            )
+        };
+        if crate::limits::declared_too_large(headers, limit) {
+            return Err(too_large());
+        }
+        match tokio::time::timeout_at(deadline.into(), read_limited(body, limit)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(BodyReadError::TooLarge)) => Err(too_large()),
+            Ok(Err(BodyReadError::Broken(e))) => Err(json_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_body",
+                &format!("cannot read the upstream response body: {e}"),
+            )),
+            Ok(Err(BodyReadError::TimedOut)) => Err(json_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_body",
+                "the upstream response body timed out",
+            )),
+            Err(_) => Err(json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                &format!(
+                    "the upstream response body did not arrive within {} ms",
+                    self.route.call.timeout.as_millis()
+                ),
+            )),
         }
     }
 

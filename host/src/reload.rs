@@ -5,31 +5,20 @@
 
 use crate::catalog::{plugin_path, PluginCatalog};
 use crate::config::Config;
+use crate::file_watch::{absolute, channel_watcher, next_burst};
 use crate::gateway::Gateway;
 use crate::plugin::{PluginError, PluginRuntime, Tier};
 use crate::proxy::Shared;
-use notify::{EventKind, RecursiveMode, Watcher};
+use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// How long the watcher waits for a burst of file events to settle.
-const SETTLE: Duration = Duration::from_millis(25);
-
-/// The same once the last event says the file is complete: only long
-/// enough to take in the events that come with it (a rename's pair).
-const COMPLETE_SETTLE: Duration = Duration::from_millis(2);
 
 /// How long reloads must pause before baseline builds are replaced by
 /// optimized ones (see [`Reloader::schedule_optimize`]).
 const TIER_UP_DELAY: Duration = Duration::from_secs(1);
-
-/// The longest a burst may postpone its reload: a file rewritten without
-/// pause still reloads.
-const MAX_SETTLE: Duration = Duration::from_millis(250);
 
 /// The outcome of one reload attempt, kept for operators (and tests).
 #[derive(Debug, Clone)]
@@ -300,7 +289,9 @@ impl Reloader {
 }
 
 /// Watches the config file and the plugins directory; returns the watcher,
-/// which stops watching when dropped.
+/// which stops watching when dropped. A change applies once its file is
+/// complete (see [`crate::file_watch`]); a removed plugin file is logged, and
+/// its loaded version keeps serving while the config names it.
 pub fn watch(
     reloader: Arc<Reloader>,
     plugin_dir: &Path,
@@ -315,15 +306,26 @@ pub fn watch(
         }
     }
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut changes = Changes::default();
-            let noticed_at = Instant::now();
-            let take =
-                |event: &notify::Event| classify(event, &config_path, &plugin_dir, &mut changes);
-            if !settle(&mut rx, &first, take).await {
+        let is_watched =
+            |path: &Path| path == config_path || plugin_name(path, &plugin_dir).is_some();
+        while let Some(burst) = next_burst(&mut rx, is_watched).await {
+            let changes = Changes {
+                config: burst.changed.contains(&config_path),
+                plugins: (burst.changed.iter())
+                    .filter_map(|p| plugin_name(p, &plugin_dir))
+                    .collect(),
+                noticed_at: burst.noticed_at,
+            };
+            for removed in &burst.removed {
+                if removed == &config_path {
+                    tracing::warn!(file = %removed.display(), "config file removed; the running config keeps serving");
+                } else {
+                    tracing::warn!(file = %removed.display(), "plugin file removed; its loaded version keeps serving while the config names it");
+                }
+            }
+            if !changes.config && changes.plugins.is_empty() {
                 continue;
             }
-            changes.noticed_at = Some(noticed_at);
             if !reloader.apply(changes).await.is_empty() {
                 reloader.schedule_optimize();
             }
@@ -332,96 +334,12 @@ pub fn watch(
     Ok(watcher)
 }
 
-/// A file watcher whose events arrive on the returned channel, for a task
-/// to consume; errors are logged under `what`.
-pub(crate) fn channel_watcher(
-    what: &'static str,
-) -> notify::Result<(
-    notify::RecommendedWatcher,
-    mpsc::UnboundedReceiver<notify::Event>,
-)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                let _ = tx.send(event);
-            }
-            Err(e) => tracing::warn!("{what}: {e}"),
-        })?;
-    Ok((watcher, rx))
-}
-
-/// Lets a burst of events on watched files (write, close, rename) settle
-/// into one reload, starting from `first`: waits until no event touched a
-/// watched file for [`quiet_after`] the last one, at most [`MAX_SETTLE`].
-/// `take` records an event and says whether it touched a watched file:
-/// events on other files in the same directories (a log file next to the
-/// config) neither extend nor end the wait. Returns whether `first` did.
-pub(crate) async fn settle(
-    rx: &mut mpsc::UnboundedReceiver<notify::Event>,
-    first: &notify::Event,
-    mut take: impl FnMut(&notify::Event) -> bool,
-) -> bool {
-    if !take(first) {
-        return false;
+/// The plugin name of `path` if it is a `.wasm` file directly in `plugin_dir`.
+fn plugin_name(path: &Path, plugin_dir: &Path) -> Option<String> {
+    if path.parent() != Some(plugin_dir) || path.extension().is_none_or(|e| e != "wasm") {
+        return None;
     }
-    let deadline = Instant::now() + MAX_SETTLE;
-    let mut quiet_from = Instant::now() + quiet_after(first);
-    while let Ok(Some(event)) = tokio::time::timeout_at(quiet_from.min(deadline), rx.recv()).await {
-        if take(&event) {
-            quiet_from = Instant::now() + quiet_after(&event);
-        }
-    }
-    true
-}
-
-/// How long to wait for more events after `event`: briefly once a file is
-/// complete (closed after writing, or renamed into place), longer while it
-/// may still be being written.
-fn quiet_after(event: &notify::Event) -> Duration {
-    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
-    match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write))
-        | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => COMPLETE_SETTLE,
-        _ => SETTLE,
-    }
-}
-
-/// `path` made absolute, as file events report it.
-pub(crate) fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// Adds what an event touched to `changes` and says whether it touched a
-/// watched file; reads, metadata-only events and other files are ignored.
-fn classify(
-    event: &notify::Event,
-    config_path: &Path,
-    plugin_dir: &Path,
-    changes: &mut Changes,
-) -> bool {
-    use notify::event::{AccessKind, AccessMode};
-    let relevant = matches!(
-        event.kind,
-        EventKind::Create(_)
-            | EventKind::Modify(_)
-            | EventKind::Access(AccessKind::Close(AccessMode::Write))
-    );
-    if !relevant {
-        return false;
-    }
-    let mut touched = false;
-    for path in &event.paths {
-        if path == config_path {
-            changes.config = true;
-            touched = true;
-        } else if path.parent() == Some(plugin_dir) && path.extension().is_some_and(|e| e == "wasm")
-        {
-            if let Some(name) = path.file_stem().and_then(|s| s.to_str()) {
-                changes.plugins.insert(name.to_string());
-                touched = true;
-            }
-        }
-    }
-    touched
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
 }

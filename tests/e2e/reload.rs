@@ -260,3 +260,97 @@ async fn config_reload_applies_and_an_invalid_config_keeps_the_old_one() {
     assert_eq!(reply.upstream_header("x-chain").as_deref(), Some("changed"));
     assert_eq!(reply.json()["upstream"], "b");
 }
+
+/// A config rewritten in place in two writes 400 ms apart (one open, one
+/// close) is applied once, whole: the first half alone is a valid config
+/// without routes, and must never serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_written_in_two_halves_is_applied_only_whole() {
+    use std::io::Write;
+    let gw = TestGateway::start(ROUTES).await;
+    let client = get_client();
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+    let changed = original.replace("tag: p", "tag: whole");
+    let (first, second) = changed.split_at(changed.find("routes:").unwrap());
+
+    let mut file = std::fs::File::create(gw.config_path()).unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    file.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        gw.gateway.reload_events().len(),
+        0,
+        "a file still open for writing was applied: {:?}",
+        gw.gateway.reload_events()
+    );
+    assert_eq!(client.get(&gw.url("/"), &[]).await.status, 200);
+    file.write_all(second.as_bytes()).unwrap();
+    drop(file);
+
+    let event = gw.next_reload_event(0).await;
+    assert!(event.ok, "{}", event.message);
+    let reply = client.get(&gw.url("/"), &[]).await;
+    assert_eq!(reply.upstream_header("x-chain").as_deref(), Some("whole"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        gw.gateway.reload_events().len(),
+        1,
+        "one reload, of the whole file"
+    );
+}
+
+/// A Kubernetes ConfigMap volume: `gateway.yaml` is a symlink into `..data`,
+/// and an update renames a new `..data` symlink into place without touching
+/// `gateway.yaml` itself. The update must reload.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_configmap_update_reloads_the_config() {
+    use std::os::unix::fs::symlink;
+    let gw = TestGateway::start(ROUTES).await;
+    let dir = gw.config_path().parent().unwrap().to_path_buf();
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+
+    // Lay the volume out as the kubelet does, then point gateway.yaml into it.
+    std::fs::create_dir(dir.join("..v1")).unwrap();
+    std::fs::write(dir.join("..v1/gateway.yaml"), &original).unwrap();
+    symlink("..v1", dir.join("..data")).unwrap();
+    symlink("..data/gateway.yaml", dir.join(".gateway.yaml.link")).unwrap();
+    std::fs::rename(dir.join(".gateway.yaml.link"), gw.config_path()).unwrap();
+    let event = gw.next_reload_event(0).await;
+    assert!(event.ok, "{}", event.message);
+
+    std::fs::create_dir(dir.join("..v2")).unwrap();
+    let changed = original.replace("tag: p", "tag: from-configmap");
+    std::fs::write(dir.join("..v2/gateway.yaml"), &changed).unwrap();
+    symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..v1")).unwrap();
+
+    let event = gw.next_reload_event(1).await;
+    assert!(event.ok, "{}", event.message);
+    let reply = get_client().get(&gw.url("/"), &[]).await;
+    assert_eq!(
+        reply.upstream_header("x-chain").as_deref(),
+        Some("from-configmap")
+    );
+}
+
+/// Deleting a plugin file the config names is logged, and the loaded
+/// version keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_plugin_file_is_logged_and_keeps_serving() {
+    let gw = TestGateway::start(ROUTES).await;
+    let file = gw.plugins_dir().join("probe.wasm");
+    std::fs::remove_file(&file).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let expected = format!(
+        "plugin file removed; its loaded version keeps serving while the config names it file={}",
+        file.display()
+    );
+    while !crate::support::gateway_log().contains(&expected) {
+        assert!(Instant::now() < deadline, "no log line `{expected}`");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = get_client().get(&gw.url("/"), &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.upstream_header("x-chain").as_deref(), Some("p"));
+}

@@ -62,7 +62,7 @@ pub struct PluginLimits {
 }
 
 /// Called at every epoch tick while a plugin runs: interrupt it if its
-/// call's time (host waits excluded) is spent; else, if it has run for a
+/// call's own time (host waits and time yielded excluded) is spent; else, if it has run for a
 /// tick already, yield the worker; go on at the next tick. A short call that
 /// merely spans a tick boundary goes on without yielding.
 fn deadline_reached(
@@ -72,7 +72,7 @@ fn deadline_reached(
     Ok(match clock.remaining() {
         None => UpdateDeadline::Interrupt,
         Some(_) if clock.used() < EPOCH_TICK => UpdateDeadline::Continue(1),
-        Some(_) => UpdateDeadline::YieldCustom(1, Box::pin(step_aside())),
+        Some(_) => UpdateDeadline::YieldCustom(1, Box::pin(clock.pause(step_aside()))),
     })
 }
 

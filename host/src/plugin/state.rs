@@ -4,6 +4,7 @@ use super::bounds::CallBudget;
 use super::capabilities::HostServices;
 use super::grants::Grants;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -37,18 +38,36 @@ pub struct PluginState {
     pub(crate) budget: CallBudget,
 }
 
-/// Measures one plugin call's own time: wall time minus host waits.
+/// Measures one plugin call's own time: wall time minus host waits and
+/// minus the time it spent yielded to other tasks at epoch ticks. A busy
+/// gateway that runs other requests before resuming a call does not spend
+/// that call's deadline: under load a healthy plugin must not fault (and
+/// trip its breaker) for time it was not running.
 pub struct CallClock {
     pub(crate) timeout: Duration,
     started: Instant,
     host_wait: Duration,
+    /// Nanoseconds spent yielded in this call, added by the yield future
+    /// (which cannot borrow the store).
+    yielded: Arc<AtomicU64>,
 }
 
 impl CallClock {
+    /// A clock for calls of at most `timeout` each.
+    pub(crate) fn new(timeout: Duration) -> CallClock {
+        CallClock {
+            timeout,
+            started: Instant::now(),
+            host_wait: Duration::ZERO,
+            yielded: Arc::default(),
+        }
+    }
+
     /// Starts timing a new call.
     pub(crate) fn start(&mut self) {
         self.started = Instant::now();
         self.host_wait = Duration::ZERO;
+        self.yielded.store(0, Ordering::Relaxed);
     }
 
     /// Adds time spent waiting in a host call.
@@ -56,9 +75,28 @@ impl CallClock {
         self.host_wait += since.elapsed();
     }
 
+    /// Runs `pause` (the call stepping aside at a tick) and leaves the time
+    /// it took out of the call's own time.
+    pub(crate) fn pause(
+        &self,
+        pause: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let yielded = self.yielded.clone();
+        async move {
+            let since = Instant::now();
+            pause.await;
+            let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            yielded.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+
     /// The plugin's own time so far in this call.
     pub(crate) fn used(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.host_wait)
+        let yielded = Duration::from_nanos(self.yielded.load(Ordering::Relaxed));
+        self.started
+            .elapsed()
+            .saturating_sub(self.host_wait)
+            .saturating_sub(yielded)
     }
 
     /// The plugin's own time still allowed in this call, if any.
@@ -90,11 +128,7 @@ impl PluginState {
             context: RequestContext::new(),
             services,
             grants,
-            clock: CallClock {
-                timeout: call_timeout,
-                started: Instant::now(),
-                host_wait: Duration::ZERO,
-            },
+            clock: CallClock::new(call_timeout),
             budget: CallBudget::PER_CALL,
         }
     }
@@ -168,5 +202,32 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call resumed late because the gateway ran other requests first has
+    /// not spent its deadline on that wait.
+    #[tokio::test]
+    async fn time_spent_yielded_is_not_the_calls_time() {
+        let mut clock = CallClock::new(Duration::from_millis(100));
+        clock.start();
+        clock
+            .pause(tokio::time::sleep(Duration::from_millis(150)))
+            .await;
+        assert!(
+            clock.used() < Duration::from_millis(50),
+            "{:?}",
+            clock.used()
+        );
+        assert!(clock.remaining().is_some());
+        clock.start();
+        assert!(
+            clock.used() < Duration::from_millis(50),
+            "a new call starts afresh"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! one serving. Every attempt is recorded with the other reloads.
 
 use super::TlsListener;
-use crate::reload::{absolute, channel_watcher, settle, Reloader};
+use crate::file_watch::{absolute, channel_watcher, next_burst};
+use crate::reload::Reloader;
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -36,24 +37,16 @@ pub fn watch(
     }
     let watched: BTreeSet<PathBuf> = files.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
     tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut touched = BTreeSet::new();
-            let take = |event: &notify::Event| {
-                let before = touched.len();
-                touched.extend(
-                    changed_paths(event)
-                        .into_iter()
-                        .filter(|p| watched.contains(p)),
-                );
-                touched.len() > before
-            };
-            // Let a burst (cert and key renamed into place) settle into one reload.
-            if !settle(&mut rx, &first, take).await {
-                continue;
+        // A burst (cert and key renamed into place) settles into one reload.
+        while let Some(burst) = next_burst(&mut rx, |p| watched.contains(p)).await {
+            for removed in &burst.removed {
+                tracing::warn!(file = %removed.display(), "certificate file removed; the loaded certificate keeps serving");
             }
             for (listener, files) in &files {
-                let changed: Vec<&PathBuf> =
-                    files.iter().filter(|f| touched.contains(*f)).collect();
+                let changed: Vec<&PathBuf> = files
+                    .iter()
+                    .filter(|f| burst.changed.contains(*f))
+                    .collect();
                 if changed.is_empty() {
                     continue;
                 }
@@ -72,21 +65,4 @@ pub fn watch(
         }
     });
     Ok(Some(watcher))
-}
-
-/// The paths a create/modify/close-after-write event touched.
-fn changed_paths(event: &notify::Event) -> Vec<PathBuf> {
-    use notify::event::{AccessKind, AccessMode};
-    use notify::EventKind;
-    let relevant = matches!(
-        event.kind,
-        EventKind::Create(_)
-            | EventKind::Modify(_)
-            | EventKind::Access(AccessKind::Close(AccessMode::Write))
-    );
-    if relevant {
-        event.paths.clone()
-    } else {
-        Vec::new()
-    }
 }
