@@ -3,7 +3,9 @@
 //! that streams it; past it the client gets 408 JSON and its connection
 //! closes. A body that arrives in time passes.
 
-use crate::support::{closed_by_peer, get_client, read_raw_response, TestGateway};
+use crate::support::{
+    closed_by_peer, echo_upstream, get_client, read_raw_response, GatewayOptions, TestGateway,
+};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -113,4 +115,31 @@ async fn a_body_that_arrives_in_time_passes_on_every_route() {
             .expect("a response");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("abcdef"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_client_bodies_do_not_count_against_the_upstream_breaker() {
+    let (guarded, _server) = echo_upstream("guarded").await;
+    let gw = TestGateway::start_opts(
+        "routes:\n  - name: streamed\n    match: { path: /streamed }\n    upstream: guarded\n    body_read_timeout_ms: 600\n",
+        GatewayOptions {
+            upstreams: &format!(
+                "  guarded: {{ targets: ['{guarded}'], circuit_breaker: {{ consecutive_failures: 2, open_ms: 60000 }} }}\n"
+            ),
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    // More slow bodies than the breaker's failure count, all at once.
+    let slow = (0..3).map(|_| assert_timed_out(&gw, "/streamed"));
+    futures::future::join_all(slow).await;
+    let reply = get_client()
+        .send("POST", &gw.url("/streamed"), &[], b"on time")
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status, 200,
+        "the breaker stays closed: {:?}",
+        reply.body
+    );
 }
