@@ -172,8 +172,16 @@ pub struct Limits {
     pub header_read_timeout_ms: u64,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout_ms: u64,
-    /// Connections each listener serves at once; more wait in the accept backlog.
+    /// Connections each listener serves at once; more wait in the accept
+    /// backlog. Clamped at start to what the open-file limit allows (see
+    /// [`crate::descriptors`]). A WebSocket tunnel counts until it closes.
     pub max_connections: usize,
+    /// Time a request body of a route without its own `body_read_timeout_ms`
+    /// has to arrive whole, counted from its request head; 408 beyond.
+    pub body_read_timeout_ms: u64,
+    /// A WebSocket tunnel with no byte in either direction for this long is
+    /// closed (both sides).
+    pub tunnel_idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -185,6 +193,8 @@ impl Default for Limits {
             header_read_timeout_ms: 15_000,
             idle_timeout_ms: 60_000,
             max_connections: 10_000,
+            body_read_timeout_ms: 30_000,
+            tunnel_idle_timeout_ms: 300_000,
         }
     }
 }
@@ -251,6 +261,10 @@ pub struct RouteConfig {
     /// Largest request body; 413 beyond. Defaults to `limits.max_body_bytes`.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
+    /// Time the request body has to arrive whole, from its request head;
+    /// 408 beyond. Defaults to `limits.body_read_timeout_ms`.
+    #[serde(default)]
+    pub body_read_timeout_ms: Option<u64>,
     /// Largest upstream response body buffered for a plugin; 502 beyond.
     /// Defaults to `limits.max_response_body_bytes`.
     #[serde(default)]
@@ -506,6 +520,12 @@ impl Config {
                 ));
             }
             resilience::check_route(route).map_err(|(field, msg)| here(field, msg))?;
+            if route.body_read_timeout_ms == Some(0) {
+                return Err(here(
+                    "body_read_timeout_ms".into(),
+                    "body_read_timeout_ms must be greater than 0".into(),
+                ));
+            }
             let m = &route.matcher;
             if m.path.is_some() && m.path_prefix.is_some() {
                 return Err(here(
@@ -607,6 +627,8 @@ impl Config {
             ("header_read_timeout_ms", limits.header_read_timeout_ms),
             ("idle_timeout_ms", limits.idle_timeout_ms),
             ("max_connections", limits.max_connections as u64),
+            ("body_read_timeout_ms", limits.body_read_timeout_ms),
+            ("tunnel_idle_timeout_ms", limits.tunnel_idle_timeout_ms),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -717,6 +739,31 @@ routes:
         assert!(err.starts_with("gw.yaml:16:"), "{err}");
         assert!(
             err.contains("limits.max_header_bytes: must be at least 8192"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn body_and_tunnel_timeouts_default_and_refuse_zero() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.limits.body_read_timeout_ms, 30_000);
+        assert_eq!(config.limits.tunnel_idle_timeout_ms, 300_000);
+        assert_eq!(config.routes[0].body_read_timeout_ms, None);
+
+        let text = format!("{GOOD}limits:\n  tunnel_idle_timeout_ms: 0\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("limits.tunnel_idle_timeout_ms: must be greater than 0"),
+            "{err}"
+        );
+        let text = GOOD.replace(
+            "    upstream: users\n",
+            "    upstream: users\n    body_read_timeout_ms: 0\n",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:11:"), "{err}");
+        assert!(
+            err.contains("routes[0] `users`: body_read_timeout_ms must be greater than 0"),
             "{err}"
         );
     }

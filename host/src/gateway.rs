@@ -31,6 +31,8 @@ pub struct Route {
     /// How this route calls its upstream: timeouts, retries, balancing.
     pub call: CallPolicy,
     pub max_body_bytes: usize,
+    /// Time the request body has to arrive whole (see [`crate::body_timeout`]).
+    pub body_read_timeout: Duration,
     /// Largest upstream response body buffered for the chain; 502 beyond.
     pub max_response_body_bytes: usize,
     pub chain: Chain,
@@ -112,6 +114,11 @@ impl Gateway {
                 call: CallPolicy::for_route(route, &upstream, max_body_bytes),
                 upstream,
                 max_body_bytes,
+                body_read_timeout: Duration::from_millis(
+                    route
+                        .body_read_timeout_ms
+                        .unwrap_or(config.limits.body_read_timeout_ms),
+                ),
                 max_response_body_bytes: route
                     .max_response_body_bytes
                     .unwrap_or(config.limits.max_response_body_bytes),

@@ -9,7 +9,9 @@
 //! component model, contract in `wit/`). A [`gateway::Gateway`] is one
 //! immutable generation of all that; [`reload`] builds the next one when
 //! the config or a plugin file changes and swaps it in atomically.
-//! [`limits`] bounds connections and bodies; every request is counted in
+//! [`limits`] bounds connections and bodies ([`body_timeout`] how long a
+//! body may take, [`descriptors`] what the open-file limit allows, [`tunnel`]
+//! what a WebSocket tunnel holds); every request is counted in
 //! [`metrics`] and logged by [`access_log`] with its [`tracecontext`] trace id;
 //! [`span_export`] sends it to an OTLP collector as a span when configured.
 //!
@@ -19,12 +21,14 @@ pub mod accept;
 pub mod access_log;
 pub mod admin;
 pub mod body;
+pub mod body_timeout;
 pub mod catalog;
 pub mod chain;
 pub mod config;
 pub mod convert;
 pub mod dashboard;
 pub mod demo;
+pub mod descriptors;
 pub(crate) mod file_watch;
 pub mod gateway;
 pub mod identity_headers;
@@ -44,6 +48,7 @@ pub mod strict;
 pub mod telemetry;
 pub mod tls;
 pub mod tracecontext;
+pub mod tunnel;
 pub mod upstream;
 pub mod websocket;
 
@@ -231,6 +236,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
     let plugin_dir = config.plugin_dir();
     let admin = config.admin.clone();
     let config_sweep_ms = config.kv.sweep_interval_ms;
+    let config_max_connections = config.limits.max_connections;
     let reloader = Arc::new(Reloader::new(
         config_path.to_path_buf(),
         runtime,
@@ -251,6 +257,8 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
             },
         )?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let max_connections =
+        descriptors::max_connections_per_listener(config_max_connections, listeners.len());
     let listeners = listeners
         .into_iter()
         .zip(tls)
@@ -261,6 +269,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
                     socket: l,
                     index,
                     tls,
+                    max_connections,
                 },
                 shared.clone(),
                 stopped.clone(),

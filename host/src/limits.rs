@@ -140,7 +140,7 @@ pub fn declared_too_large(headers: &http::HeaderMap, limit: usize) -> bool {
 }
 
 /// What went wrong with a client's request body while it streamed
-/// upstream: the client's fault, so the proxy answers 413 or 400 (and
+/// upstream: the client's fault, so the proxy answers 413, 408 or 400 (and
 /// closes the connection) rather than blaming the upstream with a 502.
 #[derive(Debug, Clone, Default)]
 pub struct BodyFault(Arc<AtomicU8>);
@@ -153,6 +153,22 @@ pub enum ClientBodyFault {
     /// Bad chunk framing, a body shorter than its `Content-Length`, or the
     /// client went away mid-body.
     Unreadable = 2,
+    /// Not all there within `body_read_timeout_ms` (see [`crate::body_timeout`]).
+    TimedOut = 3,
+}
+
+impl ClientBodyFault {
+    /// What a body error means, for a body read through [`capped`] or
+    /// [`crate::body_timeout::timed`].
+    pub fn of(error: &BoxError) -> ClientBodyFault {
+        if error.is::<LengthLimitError>() {
+            ClientBodyFault::TooLarge
+        } else if error.is::<crate::body_timeout::BodyTimedOut>() {
+            ClientBodyFault::TimedOut
+        } else {
+            ClientBodyFault::Unreadable
+        }
+    }
 }
 
 impl BodyFault {
@@ -161,6 +177,7 @@ impl BodyFault {
         match self.0.load(Ordering::Relaxed) {
             1 => Some(ClientBodyFault::TooLarge),
             2 => Some(ClientBodyFault::Unreadable),
+            3 => Some(ClientBodyFault::TimedOut),
             _ => None,
         }
     }
@@ -180,10 +197,7 @@ where
 {
     Limited::new(body, limit)
         .map_err(move |error| {
-            fault.set(match error.is::<LengthLimitError>() {
-                true => ClientBodyFault::TooLarge,
-                false => ClientBodyFault::Unreadable,
-            });
+            fault.set(ClientBodyFault::of(&error));
             error
         })
         .boxed()

@@ -10,7 +10,8 @@
 )]
 
 use crate::access_log::{self, AnsweredBy, Entry, OutcomeCell};
-use crate::body::{boxed, full, json_error, Body};
+use crate::body::{boxed, full, json_error, Body, BoxError};
+use crate::body_timeout::{self, TimedBody};
 use crate::chain::{ChainFault, RequestOutcome};
 use crate::convert::{header_list, header_map};
 use crate::gateway::{Gateway, Route};
@@ -89,6 +90,7 @@ pub async fn handle(
                 outcome: &outcome,
                 body_fault: BodyFault::default(),
                 tls: tls.as_deref(),
+                version,
             };
             let response = proxy.serve(request).await;
             (Some(route), path, response)
@@ -262,7 +264,13 @@ struct Proxy<'a> {
     body_fault: BodyFault,
     /// What the TLS handshake established, on TLS listeners.
     tls: Option<&'a TlsInfo>,
+    /// The client's HTTP version (HTTP/1 closes after a body fault).
+    version: Version,
 }
+
+/// A client's request body, timed from its head by the route's
+/// `body_read_timeout_ms`.
+type ClientBody = TimedBody<Incoming>;
 
 impl Proxy<'_> {
     async fn serve(&self, request: Request<Incoming>) -> Response<Body> {
@@ -271,6 +279,7 @@ impl Proxy<'_> {
         if crate::limits::declared_too_large(&parts.headers, limit) {
             return body_too_large(limit);
         }
+        let body = body_timeout::timed(body, self.route.body_read_timeout);
         let upgrade = websocket::take(&mut parts);
         self.prepare_upstream_headers(&mut parts.headers, parts.uri.authority());
         if self.route.chain.is_empty() {
@@ -288,7 +297,7 @@ impl Proxy<'_> {
     async fn run_chain(
         &self,
         parts: http::request::Parts,
-        body: Incoming,
+        body: ClientBody,
         upgrade: Option<Upgrade>,
     ) -> Response<Body> {
         let chain = &self.route.chain;
@@ -298,6 +307,7 @@ impl Proxy<'_> {
             match read_limited(stream.take().expect("body unread"), limit).await {
                 Ok(bytes) => Some(bytes.to_vec()),
                 Err(BodyReadError::TooLarge) => return body_too_large(limit),
+                Err(BodyReadError::TimedOut) => return self.body_timed_out(),
                 Err(BodyReadError::Broken(e)) => {
                     return bad_request(
                         parts.version,
@@ -435,6 +445,11 @@ impl Proxy<'_> {
                 "upstream_body",
                 &format!("cannot read the upstream response body: {e}"),
             )),
+            Ok(Err(BodyReadError::TimedOut)) => Err(json_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_body",
+                "the upstream response body timed out",
+            )),
             Err(_) => Err(json_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
@@ -488,6 +503,9 @@ impl Proxy<'_> {
             Err(_) if self.body_fault.get() == Some(ClientBodyFault::TooLarge) => {
                 Err(body_too_large(self.route.max_body_bytes))
             }
+            Err(_) if self.body_fault.get() == Some(ClientBodyFault::TimedOut) => {
+                Err(self.body_timed_out())
+            }
             Err(_) if self.body_fault.get() == Some(ClientBodyFault::Unreadable) => {
                 Err(bad_request(
                     Version::HTTP_11,
@@ -530,8 +548,25 @@ impl Proxy<'_> {
     }
 
     /// The client's body as streamed upstream, cut off past the route's limit.
-    fn capped(&self, body: Incoming) -> Body {
+    fn capped(&self, body: ClientBody) -> Body {
         crate::limits::capped(body, self.route.max_body_bytes, self.body_fault.clone())
+    }
+
+    /// 408 JSON: the client's body did not arrive in time. Its unread rest
+    /// leaves an HTTP/1 connection unframed, so that closes.
+    fn body_timed_out(&self) -> Response<Body> {
+        let timeout = self.route.body_read_timeout.as_millis();
+        let mut response = json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            &format!("the request body did not arrive within {timeout} ms"),
+        );
+        if self.version < Version::HTTP_2 {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 
     /// The answer to a fail-closed plugin fault, noted for the access log.
@@ -591,15 +626,24 @@ fn rebuild_request(
 /// Why a body could not be buffered; whose fault it is depends on whose body.
 enum BodyReadError {
     TooLarge,
-    Broken(crate::body::BoxError),
+    /// A client body past its `body_read_timeout_ms`.
+    TimedOut,
+    Broken(BoxError),
 }
 
 /// Reads a whole body up to `limit` bytes.
-async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, BodyReadError> {
+async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyReadError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyReadError::TooLarge),
-        Err(e) => Err(BodyReadError::Broken(e)),
+        Err(e) => Err(match ClientBodyFault::of(&e) {
+            ClientBodyFault::TooLarge => BodyReadError::TooLarge,
+            ClientBodyFault::TimedOut => BodyReadError::TimedOut,
+            ClientBodyFault::Unreadable => BodyReadError::Broken(e),
+        }),
     }
 }
 

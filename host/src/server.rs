@@ -13,6 +13,7 @@ use crate::metrics::{metrics, ConnectionGauge};
 use crate::proxy::{handle, Shared};
 use crate::strict::framing::{FramingWatch, Watched};
 use crate::tls::{TlsInfo, TlsListener};
+use crate::tunnel::{ConnectionHold, TunnelTerms};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -31,12 +32,16 @@ pub struct Listener {
     pub index: usize,
     /// With TLS each connection starts with the handshake.
     pub tls: Option<Arc<TlsListener>>,
+    /// Connections served at once: `limits.max_connections`, clamped to
+    /// what the open-file limit allows (see [`crate::descriptors`]).
+    pub max_connections: usize,
 }
 
 /// Accepts connections, one task each, until `shutdown` turns true; then
-/// drains open connections for at most `drain`. At `limits.max_connections`
-/// open connections it stops accepting, so new clients wait in the kernel's
-/// backlog instead of starving the ones being served.
+/// drains open connections for at most `drain`. At `max_connections` open
+/// connections (WebSocket tunnels included) it stops accepting, so new
+/// clients wait in the kernel's backlog instead of starving the ones being
+/// served.
 pub async fn serve(
     listener: Listener,
     shared: Arc<Shared>,
@@ -47,11 +52,10 @@ pub async fn serve(
         socket: listener,
         index,
         tls,
+        max_connections,
     } = listener;
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(
-        shared.gateway.load().config.limits.max_connections,
-    ));
+    let slots = Arc::new(Semaphore::new(max_connections));
     let local = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -67,15 +71,20 @@ pub async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let gauge = ConnectionGauge::open(active.clone());
+        // Released when the connection closes, or the tunnel it became.
+        let hold = ConnectionHold::new(slot, ConnectionGauge::open(active.clone()));
         // Limits other than max_connections follow reloads, for new connections.
         let limits = shared.gateway.load().config.limits.clone();
+        let tunnel = TunnelTerms {
+            hold: hold.clone(),
+            idle_timeout: Duration::from_millis(limits.tunnel_idle_timeout_ms),
+        };
         let in_flight = InFlight::default();
         let first = Duration::from_millis(limits.header_read_timeout_ms);
         let idle = Duration::from_millis(limits.idle_timeout_ms);
         let (shared, watcher, tls) = (shared.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            let _held = (slot, gauge);
+            let _hold = hold;
             let conn = Connection {
                 client,
                 listener: index,
@@ -83,6 +92,7 @@ pub async fn serve(
                 limits,
                 in_flight: in_flight.clone(),
                 watcher,
+                tunnel,
             };
             let served = async move {
                 match tls {
@@ -122,6 +132,8 @@ struct Connection {
     limits: Limits,
     in_flight: InFlight,
     watcher: Watcher,
+    /// Handed to a request that asks for an upgrade.
+    tunnel: TunnelTerms,
 }
 
 impl Connection {
@@ -137,6 +149,7 @@ impl Connection {
             limits,
             in_flight,
             watcher,
+            tunnel,
         } = self;
         let (framing, verdicts) = FramingWatch::new(limits.max_header_bytes);
         let io = Watched::new(io, framing);
@@ -146,6 +159,10 @@ impl Connection {
             let guard = in_flight.start();
             if let Some(tls) = &tls {
                 request.extensions_mut().insert(tls.clone());
+            }
+            // A tunnel keeps the connection's slot: see `websocket::take`.
+            if request.headers().contains_key(http::header::UPGRADE) {
+                request.extensions_mut().insert(tunnel.clone());
             }
             // HTTP/1 requests arrive one after another, in the watcher's order.
             if request.version() < http::Version::HTTP_2 {

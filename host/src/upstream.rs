@@ -391,11 +391,18 @@ pub async fn call(
             Ok(_) => None,
             Err((_, failure)) => Some(*failure),
         };
-        target
-            .health
-            .record_request(failure.is_none(), upstream.passive.as_ref());
-        if let Some((breaker, admission)) = admission {
-            breaker.record(admission, failure.is_none());
+        // A client's failing body says nothing about the target.
+        if failure == Some(Failure::RequestBody) {
+            if let Some((breaker, admission)) = admission {
+                breaker.release(admission);
+            }
+        } else {
+            target
+                .health
+                .record_request(failure.is_none(), upstream.passive.as_ref());
+            if let Some((breaker, admission)) = admission {
+                breaker.record(admission, failure.is_none());
+            }
         }
         let retry = match (failure, &policy.retries) {
             (Some(failure), Some(retries)) => {
@@ -413,6 +420,14 @@ pub async fn call(
         tracing::debug!(upstream = %upstream.name, target = %target.authority, ?failure, "retrying");
         tried.push(index);
     }
+}
+
+/// True when sending failed because the request's body stream failed
+/// (hyper reports the body's error as a user error).
+fn request_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<hyper::Error>())
+        .any(hyper::Error::is_user)
 }
 
 /// The body as bytes when it is small enough to send again, else the stream.
@@ -492,6 +507,8 @@ async fn attempt(
         Ok(Err(e)) => {
             let failure = if e.is_connect() {
                 Failure::Connect
+            } else if request_body_failed(&e) {
+                Failure::RequestBody
             } else {
                 Failure::Other
             };

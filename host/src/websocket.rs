@@ -2,11 +2,13 @@
 //! through the route's request hooks like any other (so auth applies to the
 //! handshake), then to the upstream with its upgrade headers; when the
 //! upstream answers `101 Switching Protocols`, the two upgraded connections
-//! are joined by a tunnel task that copies bytes both ways until either side
-//! closes. The tunnel outlives the request: upstream timeouts cover the
-//! handshake only. Response hooks do not run on the `101`.
+//! are joined by a tunnel task ([`crate::tunnel`]) that copies bytes both
+//! ways until either side closes or it is idle too long. The tunnel outlives
+//! the request (upstream timeouts cover the handshake only) but keeps its
+//! connection's slot and gauge. Response hooks do not run on the `101`.
 
 use crate::body::{empty, Body};
+use crate::tunnel::{self, TunnelTerms};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -16,6 +18,9 @@ use hyper_util::rt::TokioIo;
 /// A client's pending switch to WebSocket.
 pub struct Upgrade {
     client: OnUpgrade,
+    /// From the client's connection; absent only if the server did not
+    /// attach them.
+    terms: Option<TunnelTerms>,
 }
 
 /// Takes the pending upgrade out of an HTTP/1.1 request that asks for
@@ -25,7 +30,8 @@ pub fn take(parts: &mut http::request::Parts) -> Option<Upgrade> {
         return None;
     }
     let client = parts.extensions.remove::<OnUpgrade>()?;
-    Some(Upgrade { client })
+    let terms = parts.extensions.remove::<TunnelTerms>();
+    Some(Upgrade { client, terms })
 }
 
 fn asks_for_websocket(headers: &HeaderMap) -> bool {
@@ -65,14 +71,15 @@ impl Upgrade {
         }
         let upstream_io = hyper::upgrade::on(&mut upstream);
         let client_io = self.client;
+        let (idle_timeout, hold) = match self.terms {
+            Some(terms) => (terms.idle_timeout, Some(terms.hold)),
+            None => (default_idle_timeout(), None),
+        };
         tokio::spawn(async move {
             match tokio::try_join!(client_io, upstream_io) {
                 Ok((client, upstream)) => {
-                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
-                        tracing::debug!("websocket tunnel ended: {e}");
-                    }
+                    let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                    tunnel::run(client, upstream, idle_timeout, hold).await;
                 }
                 Err(e) => tracing::warn!("websocket upgrade failed: {e}"),
             }
@@ -80,4 +87,8 @@ impl Upgrade {
         let (parts, _) = upstream.into_parts();
         Err(Response::from_parts(parts, empty()))
     }
+}
+
+fn default_idle_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(crate::config::Limits::default().tunnel_idle_timeout_ms)
 }

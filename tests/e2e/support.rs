@@ -408,7 +408,10 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
 
 /// One HTTP/1.1 response read off a raw socket: status and body (by
 /// `Content-Length`). `None` if the connection closed before a whole head.
-pub async fn read_raw_response(stream: &mut tokio::net::TcpStream) -> Option<(u16, String)> {
+pub async fn read_raw_response<S>(stream: &mut S) -> Option<(u16, String)>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
     use tokio::io::AsyncReadExt;
     let mut data = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -443,7 +446,7 @@ pub async fn read_raw_response(stream: &mut tokio::net::TcpStream) -> Option<(u1
 
 /// Resolves once the peer closes `stream` (EOF or reset), discarding
 /// anything it sends first; wrap it in a timeout.
-pub async fn closed_by_peer(stream: &mut tokio::net::TcpStream) {
+pub async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) {
     use tokio::io::AsyncReadExt;
     let mut chunk = [0u8; 4096];
     while let Ok(1..) = stream.read(&mut chunk).await {}

@@ -122,6 +122,19 @@ impl Breaker {
         }
     }
 
+    /// Gives back an admitted call's probe slot without counting an outcome:
+    /// the call failed for a reason that says nothing about the upstream
+    /// (the client's body broke off or came too slowly).
+    pub fn release(&self, admission: Admission) {
+        let mut inner = self.inner.lock().expect("breaker lock");
+        let current_probe = admission.probe_of == Some(inner.half_opened);
+        if let Phase::HalfOpen { in_flight, .. } = &mut inner.phase {
+            if current_probe {
+                *in_flight = in_flight.saturating_sub(1);
+            }
+        }
+    }
+
     /// Counts an admitted call's outcome. While half-open only the probes of
     /// the current period count; calls admitted before are ignored.
     pub fn record(&self, admission: Admission, ok: bool) {
@@ -289,6 +302,24 @@ mod tests {
             "a stale probe is ignored"
         );
         b.record(fresh, true);
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_released_probe_frees_its_slot_without_deciding() {
+        let b = breaker(1, None);
+        call(&b, false);
+        std::thread::sleep(Duration::from_millis(25));
+        let probe = b.admit().expect("first probe");
+        assert!(b.admit().is_none(), "one probe at a time");
+        b.release(probe);
+        assert_eq!(
+            b.state(),
+            CircuitState::HalfOpen,
+            "a release decides nothing"
+        );
+        let next = b.admit().expect("the released slot is free at once");
+        b.record(next, true);
         assert_eq!(b.state(), CircuitState::Closed);
     }
 }

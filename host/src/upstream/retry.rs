@@ -14,6 +14,10 @@ pub enum Failure {
     ServerError,
     /// Anything else after the request may have been sent.
     Other,
+    /// The request's own body failed (too large, too slow, broken off by
+    /// the client): the target is not to blame, so neither its health nor
+    /// the breaker counts it, and it is not retried.
+    RequestBody,
 }
 
 /// Whether `failure` of a `method` request may be retried under `policy`.
@@ -21,7 +25,7 @@ pub fn retryable(policy: &RetryConfig, method: &Method, failure: Failure) -> boo
     match failure {
         Failure::Connect => true,
         Failure::ServerError => policy.on_5xx && is_idempotent(method),
-        Failure::Other => false,
+        Failure::Other | Failure::RequestBody => false,
     }
 }
 

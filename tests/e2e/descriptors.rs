@@ -1,0 +1,219 @@
+//! The open-file limit: the gateway raises its soft `NOFILE` to the hard
+//! limit and clamps `max_connections` to what the descriptors allow, so a
+//! burst of clients is served instead of meeting `EMFILE` 502s.
+//!
+//! A process has one limit, so the gateway runs in a child process — this
+//! test binary again, started through `prlimit` with the test's own name
+//! and [`CHILD`] set — while the clients and the upstream stay here.
+
+use crate::support::{read_raw_response, Backend};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// Set in the child to the directory holding its config; it writes its
+/// listener's address to `address` there.
+const CHILD: &str = "WASMGATE_E2E_DESCRIPTORS_CHILD";
+
+/// Clients sent at once: more than 256 descriptors can serve two at a time.
+const BURST: usize = 150;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_low_open_file_limit_max_connections_is_clamped_with_a_warning_and_all_are_served()
+{
+    if let Ok(dir) = std::env::var(CHILD) {
+        return serve_as_child(Path::new(&dir)).await;
+    }
+    let upstream = Backend::start("up").await;
+    let child = GatewayProcess::spawn(
+        "descriptors::under_a_low_open_file_limit_max_connections_is_clamped_with_a_warning_and_all_are_served",
+        "256:256",
+        10_000,
+        upstream.addr,
+    )
+    .await;
+    assert_eq!(
+        child.soft_nofile(),
+        256,
+        "no higher hard limit to raise it to"
+    );
+    let statuses = burst(child.addr).await;
+    let log = child.stop();
+    assert!(
+        log.contains("limits.max_connections 10000 is more than the open-file limit allows")
+            && log.contains("serves at most 64 connections")
+            && log.contains("open-file limit 256"),
+        "the clamp is logged with the configured value, the clamp and the limit:\n{log}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        BURST,
+        "every client is served, none gets a 502: {statuses:?}\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start() {
+    if let Ok(dir) = std::env::var(CHILD) {
+        return serve_as_child(Path::new(&dir)).await;
+    }
+    let upstream = Backend::start("up").await;
+    let child = GatewayProcess::spawn(
+        "descriptors::the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start",
+        "256:4096",
+        1_000,
+        upstream.addr,
+    )
+    .await;
+    assert_eq!(child.soft_nofile(), 4096, "raised to the hard limit");
+    let statuses = burst(child.addr).await;
+    let log = child.stop();
+    assert!(
+        !log.contains("max_connections 1000 is more than"),
+        "4096 descriptors allow 1000 connections: no clamp\n{log}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        BURST,
+        "{statuses:?}\n{log}"
+    );
+}
+
+/// The child's part: run the gateway from `dir` until the parent goes.
+async fn serve_as_child(dir: &Path) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    // The parent holds our stdin: its end (or death) ends us.
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+    let gateway = wasmgate::start(&dir.join("gateway.yaml"))
+        .await
+        .expect("gateway starts");
+    let tmp = dir.join("address.tmp");
+    std::fs::write(&tmp, gateway.addresses[0].to_string()).unwrap();
+    std::fs::rename(&tmp, dir.join("address")).unwrap();
+    std::future::pending::<()>().await;
+}
+
+/// A gateway in a child process under `prlimit --nofile=<nofile>`.
+struct GatewayProcess {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    async fn spawn(
+        test: &str,
+        nofile: &str,
+        max_connections: usize,
+        upstream: SocketAddr,
+    ) -> GatewayProcess {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        let config = format!(
+            "listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\nlimits: {{ max_connections: {max_connections} }}\nupstreams:\n  up: {{ targets: ['{upstream}'] }}\nroutes:\n  - name: r\n    upstream: up\n"
+        );
+        std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
+        let mut child = Command::new("prlimit")
+            .arg(format!("--nofile={nofile}"))
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("prlimit (util-linux) runs");
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut process = GatewayProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr: Some(stderr),
+            _dir: dir,
+        };
+        process.addr = process.wait_for_address().await;
+        process
+    }
+
+    async fn wait_for_address(&mut self) -> SocketAddr {
+        let file: PathBuf = self._dir.path().join("address");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                return text.parse().unwrap();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.stderr.take().unwrap().join().unwrap();
+                panic!("the gateway process exited ({status}):\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway process did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The soft `NOFILE` limit the child runs under now.
+    fn soft_nofile(&self) -> u64 {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.child.id())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("a NOFILE line");
+        line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    }
+
+    /// Ends the child; its log.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// [`BURST`] clients at once, each on its own connection (closed after its
+/// answer) with a request the upstream holds for 200 ms; their statuses (0:
+/// no answer).
+async fn burst(addr: SocketAddr) -> Vec<u16> {
+    let clients = (0..BURST).map(|i| async move {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            return 0;
+        };
+        let request = format!(
+            "GET /{i} HTTP/1.1\r\nhost: gw\r\nx-echo-delay-ms: 200\r\nconnection: close\r\n\r\n"
+        );
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return 0;
+        }
+        tokio::time::timeout(Duration::from_secs(30), read_raw_response(&mut stream))
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |(status, _)| status)
+    });
+    futures::future::join_all(clients).await
+}
