@@ -5,7 +5,7 @@
 #   DURATION=10 ROUNDS=3 bench/isolation.sh  # longer cases, more rounds (default 5 s, 2 rounds)
 #   KEYS=200000 bench/isolation.sh     # fewer unique kv keys
 #   KEYS=0 bench/isolation.sh          # skip the kv phase
-#   PARTS=13 bench/isolation.sh        # only parts 1 and 3 (default 123)
+#   PARTS=13 bench/isolation.sh        # only parts 1 and 3 (default 1234)
 #   SKIP_BUILD=1 bench/isolation.sh    # use the binaries and plugins already built
 #
 # Part 1 — a faulty neighbour: a healthy route (one well-behaved plugin) is
@@ -28,10 +28,17 @@
 # with a truncated copy then restored, and it is deleted then restored.
 # Keyless requests answered 200 (a bypass) and keyed ones not answered 200
 # are counted; both must stay 0.
+#
+# Part 4 — slow clients and few descriptors: a second gateway started
+# under `prlimit --nofile=1024:1024` with `max_connections: 10000` and
+# `body_read_timeout_ms: 3000`; 600 connections dribble a request body one
+# byte every 2 s to a body-reading route and 900 more connect and send
+# nothing, while ordinary requests are timed one after another
+# (bench/slow_clients.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-2} KEYS=${KEYS:-1000000} PARTS=${PARTS:-123}
+DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-2} KEYS=${KEYS:-1000000} PARTS=${PARTS:-1234}
 UPSTREAM_PORT=19101 GATEWAY_PORT=18180 ADMIN_PORT=18181
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -197,6 +204,34 @@ echo "| keyless | $keyless_total | $(( keyless_total - ${keyless_denied:-0} )) |
 echo "| keyed | $keyed_total | $(( keyed_total - keyed_bad )) | $keyed_bad |"
 echo
 echo "reloads applied: $(( $(reloads ok) - reloads_before )), refused (old version kept): $(( $(reloads error) - failed_before )), plugin file removals logged: $(grep -c 'plugin file removed' "$work/logs/gateway.log" || true)"
+fi
+
+if [[ $PARTS == *4* ]]; then
+echo
+echo "## Part 4: slow clients under a 1024 open-file limit"
+echo
+SLOW_PORT=18190
+cat > "$work/slow.yaml" <<YAML
+listeners: [{ address: 127.0.0.1:$SLOW_PORT }]
+plugins: { dir: $work/plugins }
+limits: { max_connections: 10000, body_read_timeout_ms: 3000 }
+upstreams:
+  echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
+routes:
+  - { name: reads-body, match: { path: /body }, upstream: echo, plugins: [{ name: probe, config: { upper_body: true } }] }
+YAML
+RUST_LOG=warn,wasmgate::access=off prlimit --nofile=1024:1024 "$WASMGATE" run --config "$work/slow.yaml" 2>"$work/logs/slow.log" &
+slow_pid=$!
+pids+=($slow_pid)
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$SLOW_PORT/body" >/dev/null && break
+  sleep 0.1
+done
+echo "clamp: $(grep -o 'limits.max_connections.*' "$work/logs/slow.log" | head -1)"
+echo
+python3 bench/slow_clients.py 127.0.0.1 "$SLOW_PORT" /body 600 900 30 20
+echo "'Too many open files' in the log: $(grep -c 'Too many open files' "$work/logs/slow.log" || true)"
+kill "$slow_pid" 2>/dev/null || true
 fi
 
 [[ $KEYS == 0 || $PARTS != *2* ]] && exit 0
