@@ -24,7 +24,7 @@ use crate::strict::{self, framing::Violation};
 use crate::tls::TlsInfo;
 use crate::tracecontext::{TraceContext, TRACEPARENT};
 use crate::upstream::{call, HttpClient, UpstreamDirectory};
-use crate::websocket::{self, Upgrade};
+use crate::websocket::{self, Handshake, Upgrade};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -285,8 +285,8 @@ impl Proxy<'_> {
         if self.route.chain.is_empty() {
             let upstream_request = Request::from_parts(parts, self.capped(body));
             return match self.forward(upstream_request, upgrade).await {
-                Ok(response) => response.map(boxed),
-                Err(error) => error,
+                Forwarded::Upstream(response) => response.map(boxed),
+                Forwarded::Answered(response) => response,
             };
         }
         self.run_chain(parts, body, upgrade).await
@@ -349,8 +349,8 @@ impl Proxy<'_> {
                         Err(error) => return error,
                     };
                 let upstream_response = match self.forward(upstream_request, upgrade).await {
-                    Ok(r) => r,
-                    Err(error) => return error,
+                    Forwarded::Upstream(r) => r,
+                    Forwarded::Answered(response) => return response,
                 };
                 let deadline = Instant::now() + self.route.call.timeout;
                 if !chain.wants_response {
@@ -464,12 +464,8 @@ impl Proxy<'_> {
     /// Sends the request to the route's upstream under the route's call
     /// policy; errors become JSON (502/503/504, see `UpstreamError::status`).
     /// A WebSocket handshake the upstream accepts becomes a tunnel, and its
-    /// `101` comes back as the finished response (`Err`).
-    async fn forward(
-        &self,
-        mut request: Request<Body>,
-        upgrade: Option<Upgrade>,
-    ) -> Result<Response<Incoming>, Response<Body>> {
+    /// `101` comes back as the finished answer.
+    async fn forward(&self, mut request: Request<Body>, upgrade: Option<Upgrade>) -> Forwarded {
         *request.version_mut() = Version::HTTP_11;
         if let Some(upgrade) = &upgrade {
             upgrade.request_headers(request.headers_mut());
@@ -486,7 +482,10 @@ impl Proxy<'_> {
         match sent {
             Ok(response) => {
                 let mut response = match upgrade {
-                    Some(upgrade) => upgrade.finish(response)?,
+                    Some(upgrade) => match upgrade.finish(response) {
+                        Handshake::Switched(switched) => return Forwarded::Answered(switched),
+                        Handshake::Refused(response) => response,
+                    },
                     None => response,
                 };
                 strip_hop_by_hop(response.headers_mut());
@@ -498,16 +497,16 @@ impl Proxy<'_> {
                     o.answered_by = AnsweredBy::Upstream;
                     o.upstream_target = target;
                 });
-                Ok(response)
+                Forwarded::Upstream(response)
             }
             Err(_) if self.body_fault.get() == Some(ClientBodyFault::TooLarge) => {
-                Err(body_too_large(self.route.max_body_bytes))
+                Forwarded::Answered(body_too_large(self.route.max_body_bytes))
             }
             Err(_) if self.body_fault.get() == Some(ClientBodyFault::TimedOut) => {
-                Err(self.body_timed_out())
+                Forwarded::Answered(self.body_timed_out())
             }
             Err(_) if self.body_fault.get() == Some(ClientBodyFault::Unreadable) => {
-                Err(bad_request(
+                Forwarded::Answered(bad_request(
                     Version::HTTP_11,
                     "body_unreadable",
                     "the request body ended early or is badly framed",
@@ -515,7 +514,7 @@ impl Proxy<'_> {
             }
             Err(error) => {
                 tracing::warn!(route = %self.route.name, request_id = ?self.request_id, "{error}");
-                Err(json_error(error.status(), error.code(), &error.to_string()))
+                Forwarded::Answered(json_error(error.status(), error.code(), &error.to_string()))
             }
         }
     }
@@ -577,6 +576,15 @@ impl Proxy<'_> {
         });
         plugin_failure(fault)
     }
+}
+
+/// What sending a request upstream came to.
+enum Forwarded {
+    /// The upstream's response, to proxy (through the response hooks, if any).
+    Upstream(Response<Incoming>),
+    /// A finished answer for the client: one the gateway wrote (an error),
+    /// or the `101` of a WebSocket tunnel that now runs.
+    Answered(Response<Body>),
 }
 
 /// The upstream request after the request phase: plugin-edited path, query,

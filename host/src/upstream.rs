@@ -460,10 +460,11 @@ fn copy_request(template: &http::request::Parts, body: Body) -> http::Request<Bo
     request
 }
 
-/// Counts a request as in flight to a target until dropped.
-struct InFlight<'a>(&'a AtomicUsize);
+/// Counts a request as outstanding at a target (what least-request
+/// balancing weighs) until dropped.
+struct Outstanding<'a>(&'a AtomicUsize);
 
-impl Drop for InFlight<'_> {
+impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -490,7 +491,7 @@ async fn attempt(
     *request.uri_mut() =
         http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
     target.outstanding.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = InFlight(&target.outstanding);
+    let _outstanding = Outstanding(&target.outstanding);
     let client = upstream.client.as_ref().unwrap_or(client);
     let sending = connect::with_connect_timeout(policy.connect_timeout, client.request(request));
     let (name, address) = (upstream.name.clone(), target.authority.to_string());

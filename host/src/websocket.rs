@@ -55,19 +55,11 @@ impl Upgrade {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
 
-    /// If the upstream switched protocols, starts the tunnel and returns
-    /// the `101` for the client as `Err` (a finished response); any other
-    /// upstream answer comes back as `Ok` to be proxied as usual.
-    #[expect(
-        clippy::result_large_err,
-        reason = "the `Err` is the finished response the proxy returns as is, as in proxy.rs"
-    )]
-    pub fn finish(
-        self,
-        mut upstream: Response<Incoming>,
-    ) -> Result<Response<Incoming>, Response<Body>> {
+    /// If the upstream switched protocols, starts the tunnel and hands back
+    /// the `101` for the client; any other answer comes back to be proxied.
+    pub fn finish(self, mut upstream: Response<Incoming>) -> Handshake {
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(upstream);
+            return Handshake::Refused(upstream);
         }
         let upstream_io = hyper::upgrade::on(&mut upstream);
         let client_io = self.client;
@@ -85,8 +77,17 @@ impl Upgrade {
             }
         });
         let (parts, _) = upstream.into_parts();
-        Err(Response::from_parts(parts, empty()))
+        Handshake::Switched(Response::from_parts(parts, empty()))
     }
+}
+
+/// How the upstream answered a WebSocket handshake.
+pub enum Handshake {
+    /// It switched protocols: the tunnel runs, and this `101` is the
+    /// finished response for the client.
+    Switched(Response<Body>),
+    /// Any other answer, to be proxied as usual.
+    Refused(Response<Incoming>),
 }
 
 fn default_idle_timeout() -> std::time::Duration {

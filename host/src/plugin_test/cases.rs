@@ -172,12 +172,12 @@ pub struct FakeResponse {
 
 /// A body as text (`body`) or as JSON written in YAML (`body_json`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Body<'a> {
+pub struct CaseBody<'a> {
     pub text: Option<&'a str>,
     pub json: Option<&'a serde_json::Value>,
 }
 
-impl Body<'_> {
+impl CaseBody<'_> {
     /// The bytes this body stands for, if any.
     pub fn bytes(&self) -> Option<Vec<u8>> {
         match (self.text, self.json) {
@@ -188,13 +188,13 @@ impl Body<'_> {
     }
 }
 
-/// Gives each struct with `body`/`body_json` fields a [`Body`] view.
+/// Gives each struct with `body`/`body_json` fields a [`CaseBody`] view.
 macro_rules! with_body {
     ($($ty:ty),*) => {$(
         impl $ty {
             /// The body given, as text or JSON.
-            pub fn body(&self) -> Body<'_> {
-                Body { text: self.body.as_deref(), json: self.body_json.as_ref() }
+            pub fn body(&self) -> CaseBody<'_> {
+                CaseBody { text: self.body.as_deref(), json: self.body_json.as_ref() }
             }
         }
     )*};

@@ -2,7 +2,7 @@
 //! records each difference as expected-versus-actual text for the report.
 
 use super::cases::{
-    Body, Expect, ExpectHeaderChanges, ExpectLog, ExpectMetric, ExpectOutbound, Headers,
+    CaseBody, Expect, ExpectHeaderChanges, ExpectLog, ExpectMetric, ExpectOutbound, Headers,
     LogLevelName, Scalar,
 };
 use super::sandbox::{LogLine, MetricUpdate};
@@ -272,7 +272,7 @@ impl Checker {
         }
     }
 
-    fn body(&mut self, field: &str, expected: Body<'_>, actual: Option<&[u8]>) {
+    fn body(&mut self, field: &str, expected: CaseBody<'_>, actual: Option<&[u8]>) {
         let shown = || actual.map_or("(none)".to_string(), show_bytes);
         if let Some(text) = expected.text {
             if actual != Some(text.as_bytes()) {
