@@ -241,19 +241,9 @@ async fn the_fault_breaker_trips_and_recovers() {
     );
 }
 
-/// The `/admin/plugins` entry of `plugin` (its only route entry).
+/// The `/admin/plugins` entry of `plugin`'s only route entry.
 async fn admin_entry(gw: &TestGateway, plugin: &str) -> serde_json::Value {
-    let plugins = get_client()
-        .get(&gw.admin_url("/admin/plugins"), &[])
-        .await
-        .json();
-    let found = plugins
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == plugin)
-        .unwrap_or_else(|| panic!("{plugin} in {plugins}"));
-    found["entries"][0].clone()
+    crate::support::admin_plugin(gw, plugin).await["entries"][0].clone()
 }
 
 const CAPPED: &str = "

@@ -363,9 +363,8 @@ pub fn get_client() -> HttpClient {
 }
 
 /// The admin listener's `/metrics` text.
-/// The compiler tier (`baseline`, `optimized`) `plugin` is served from,
-/// as the admin API reports it.
-pub async fn plugin_tier(gw: &TestGateway, plugin: &str) -> serde_json::Value {
+/// The `/admin/plugins` entry of `plugin`.
+pub async fn admin_plugin(gw: &TestGateway, plugin: &str) -> serde_json::Value {
     let plugins = get_client()
         .get(&gw.admin_url("/admin/plugins"), &[])
         .await
@@ -374,8 +373,15 @@ pub async fn plugin_tier(gw: &TestGateway, plugin: &str) -> serde_json::Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == plugin);
-    found.expect("the plugin is listed")["tier"].clone()
+        .find(|p| p["name"] == plugin)
+        .unwrap_or_else(|| panic!("{plugin} in {plugins}"));
+    found.clone()
+}
+
+/// The compiler tier (`baseline`, `optimized`) `plugin` is served from,
+/// as the admin API reports it.
+pub async fn plugin_tier(gw: &TestGateway, plugin: &str) -> serde_json::Value {
+    admin_plugin(gw, plugin).await["tier"].clone()
 }
 
 pub async fn scrape_metrics(gw: &TestGateway) -> String {
