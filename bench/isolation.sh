@@ -41,18 +41,9 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-2} KEYS=${KEYS:-1000000} PARTS=${PARTS:-1234}
 UPSTREAM_PORT=19101 GATEWAY_PORT=18180 ADMIN_PORT=18181
 
-need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
+source bench/common.sh
 need wrk wrk
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  make -s plugins >/dev/null
-  cargo build -q --release -p wasmgate
-fi
-
-WASMGATE="${CARGO_TARGET_DIR:-target}/release/wasmgate"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+build_unless_skipped
 mkdir -p "$work/plugins" "$work/logs"
 cp target/plugins/*.wasm target/test-plugins/probe.wasm "$work/plugins/"
 
@@ -100,9 +91,6 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
-}
 rss_mib() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$gateway_pid/status"; }
 metric() { # metric NAME → sum over its series
   curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f", s }'
@@ -134,7 +122,6 @@ for round in $(seq "$ROUNDS"); do
     sleep 1
   done
 done
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 base=$(median "${rps[baseline]}")
 echo "| neighbour | healthy req/s | share of baseline | p50 ms | p99 ms | healthy failures | neighbour answers | log lines | log KiB |"
 echo "|---|---|---|---|---|---|---|---|---|"

@@ -25,20 +25,11 @@ if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
 THREADS=2 CONNECTIONS=32
 UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082
 
-need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
+source bench/common.sh
 need wrk wrk
 need nginx nginx
 need openssl openssl
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-  make -s plugins >/dev/null
-  cargo build -q --release -p wasmgate
-fi
-
-WASMGATE="${CARGO_TARGET_DIR:-target}/release/wasmgate"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+build_unless_skipped
 
 # Logs live outside the watched config and plugin dirs, as in a deployment.
 logs="${LOG_DIR:-$work/logs}"
@@ -180,9 +171,6 @@ cpu_ticks() { # user + system clock ticks of the given pids
 }
 CLK_TCK=$(getconf CLK_TCK)
 
-to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
 
 # Replaces transform.wasm 20 times during run 6: each copy differs (an
 # appended custom section), written aside and renamed into place.
@@ -218,7 +206,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 max() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 == 0) printf "-"; else printf "%.2f", a / b }'; }
 declare -A med

@@ -510,31 +510,18 @@ impl PluginPool {
         request: &mut Request,
         context: &mut RequestContext,
     ) -> Result<RequestAction, PluginFault> {
-        let ticket = self.guard.admit().await?;
-        let mut instance = match self.checkout().await {
-            Ok(instance) => instance,
-            Err(fault) => return Err(ticket.finished(fault)),
-        };
-        let all_headers = self.narrow_headers(&mut request.headers);
-        let result = self
-            .call(
-                &mut instance,
-                context,
-                async |plugin, store| {
-                    plugin
-                        .wasmgate_plugin_handler()
-                        .call_on_request(store, &*request)
-                        .await
-                },
-                bounds::check_request_action,
-            )
-            .await;
-        if let Some(all) = all_headers {
-            request.headers = all;
-        }
-        let result = self.checkin(instance, result);
-        ticket.finish(result.as_ref().err());
-        result
+        self.run_hook(
+            request,
+            context,
+            async |plugin, store, request| {
+                plugin
+                    .wasmgate_plugin_handler()
+                    .call_on_request(store, request)
+                    .await
+            },
+            bounds::check_request_action,
+        )
+        .await
     }
 
     /// Runs the response hook with `context` as the request's shared context;
@@ -544,27 +531,48 @@ impl PluginPool {
         response: &mut Response,
         context: &mut RequestContext,
     ) -> Result<ResponseChanges, PluginFault> {
+        self.run_hook(
+            response,
+            context,
+            async |plugin, store, response| {
+                plugin
+                    .wasmgate_plugin_handler()
+                    .call_on_response(store, response)
+                    .await
+            },
+            bounds::check_response_changes,
+        )
+        .await
+    }
+
+    /// One hook call, the same for every phase: passes the entry's guard,
+    /// checks out a warm instance, narrows `message`'s headers to those the
+    /// plugin reads, calls `hook` (see [`PluginPool::call`]), puts the headers
+    /// back, returns the instance (or drops it after a fault) and tells the
+    /// guard how the call ended.
+    async fn run_hook<M: HookInput, T>(
+        &self,
+        message: &mut M,
+        context: &mut RequestContext,
+        hook: impl AsyncFnOnce(&Plugin, &mut Store<PluginState>, &M) -> wasmtime::Result<T>,
+        check: impl FnOnce(&T) -> Result<(), bounds::Refusal>,
+    ) -> Result<T, PluginFault> {
         let ticket = self.guard.admit().await?;
         let mut instance = match self.checkout().await {
             Ok(instance) => instance,
             Err(fault) => return Err(ticket.finished(fault)),
         };
-        let all_headers = self.narrow_headers(&mut response.headers);
+        let all_headers = self.narrow_headers(message.headers_mut());
         let result = self
             .call(
                 &mut instance,
                 context,
-                async |plugin, store| {
-                    plugin
-                        .wasmgate_plugin_handler()
-                        .call_on_response(store, &*response)
-                        .await
-                },
-                bounds::check_response_changes,
+                async |plugin, store| hook(plugin, store, &*message).await,
+                check,
             )
             .await;
         if let Some(all) = all_headers {
-            response.headers = all;
+            *message.headers_mut() = all;
         }
         let result = self.checkin(instance, result);
         ticket.finish(result.as_ref().err());
@@ -599,7 +607,6 @@ impl PluginPool {
         let Instance { store, plugin } = instance;
         store.data_mut().context = std::mem::take(context);
         store.data_mut().start_call();
-        store.data_mut().clock.start();
         store.set_epoch_deadline(1);
         let result = f(plugin, store).await;
         let state = store.data_mut();
@@ -660,7 +667,6 @@ impl PluginPool {
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(deadline_reached);
         store.data_mut().start_call();
-        store.data_mut().clock.start();
         store.set_epoch_deadline(1);
         let plugin = match self.compiled.pre.instantiate_async(&mut store).await {
             Ok(plugin) => plugin,
@@ -718,6 +724,24 @@ fn classify(error: &wasmtime::Error, memory_exceeded: bool, limits: PluginLimits
     }
     let cause = error.root_cause().to_string();
     PluginFault::Trap(cause.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// What a hook is called with: a request or a response, whose headers the
+/// host narrows to those the plugin reads.
+trait HookInput {
+    fn headers_mut(&mut self) -> &mut Vec<(String, String)>;
+}
+
+impl HookInput for Request {
+    fn headers_mut(&mut self) -> &mut Vec<(String, String)> {
+        &mut self.headers
+    }
+}
+
+impl HookInput for Response {
+    fn headers_mut(&mut self) -> &mut Vec<(String, String)> {
+        &mut self.headers
+    }
 }
 
 #[cfg(test)]
