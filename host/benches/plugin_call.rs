@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::path::PathBuf;
 use std::sync::Arc;
-use wasmgate::plugin::bindings::Request;
+use wasmgate::plugin::component::bindings::Request;
 use wasmgate::plugin::{
     Grants, HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext, Tier,
 };
@@ -30,11 +30,11 @@ fn runtime() -> Arc<PluginRuntime> {
     Arc::new(
         PluginRuntime::new(HostServices {
             kv: Arc::new(MemoryKv::default()),
-            outbound: Arc::new(wasmgate::outbound::GatewayOutbound {
+            outbound: Arc::new(wasmgate::plugin::host::outbound::GatewayOutbound {
                 client: wasmgate::upstream::http_client(),
                 upstreams,
             }),
-            telemetry: Arc::new(wasmgate::telemetry::GatewayTelemetry::new(
+            telemetry: Arc::new(wasmgate::plugin::host::telemetry::GatewayTelemetry::new(
                 Default::default(),
             )),
         })
@@ -245,8 +245,8 @@ fn builtin_plugins(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Ar
 /// The whole plugin phase of a route on an in-memory request: api-key then
 /// headers, request hooks in order and response hooks in reverse.
 fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<PluginRuntime>) {
-    use wasmgate::chain::{Chain, RequestOutcome, Step};
     use wasmgate::config::OnError;
+    use wasmgate::proxy::chain::{Chain, RequestOutcome, Step};
     let step = |name: &str, config: &str| Step {
         pool: Arc::new(pool(
             rt,
@@ -270,7 +270,7 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
     let mut req = request(10);
     req.headers
         .push(("x-api-key".into(), "bench-key-0001".into()));
-    let response = wasmgate::plugin::bindings::Response {
+    let response = wasmgate::plugin::component::bindings::Response {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
         body: None,

@@ -9,8 +9,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use wasmgate::path::PathPolicy;
-use wasmgate::strict::framing::FramingWatch;
+use wasmgate::http::path::PathPolicy;
+use wasmgate::http::strict::framing::FramingWatch;
 
 const HEAD: &[u8] = b"GET /api/users/123?page=2 HTTP/1.1\r\nhost: api.example.com\r\nuser-agent: wrk\r\naccept: */*\r\nauthorization: Bearer abc.def.ghi\r\nx-request-id: 1234\r\n\r\n";
 
@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("check_head: a well-formed HTTP/1.1 head", |b| {
         b.iter_batched(
             request,
-            |mut r| wasmgate::strict::check_head(&mut r).is_ok(),
+            |mut r| wasmgate::http::strict::check_head(&mut r).is_ok(),
             criterion::BatchSize::SmallInput,
         )
     });
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
         std::path::Path::new("."),
     )
     .unwrap();
-    let strip = wasmgate::identity_headers::StripList::new(&config);
+    let strip = wasmgate::http::identity_headers::StripList::new(&config);
     c.bench_function("strip identity headers", |b| {
         b.iter_batched(
             || request().into_parts().0.headers,

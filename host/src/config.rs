@@ -6,8 +6,9 @@
 
 mod export;
 mod isolation;
-mod locate;
+pub mod locate;
 mod resilience;
+pub mod yaml_file;
 
 pub use export::{OtlpConfig, TracingConfig};
 pub use isolation::{FaultBreakerConfig, KvConfig};
@@ -17,8 +18,9 @@ pub use resilience::{
 };
 
 pub use locate::FieldPath;
+use yaml_file::YamlText;
 
-use crate::path::{PathPolicy, PathPolicyOverride};
+use crate::http::path::{PathPolicy, PathPolicyOverride};
 use crate::plugin::grants::{BadGrant, Grants};
 pub use crate::tls::config::{
     CertificateConfig, ClientAuthConfig, ListenerTlsConfig, UpstreamProtocol, UpstreamTlsConfig,
@@ -29,21 +31,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A config that could not be read or is not valid.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{file}:{line}: {message}")]
-    Invalid {
-        file: PathBuf,
-        line: usize,
-        message: String,
-    },
-}
+pub type ConfigError = yaml_file::YamlFileError;
 
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,13 +58,13 @@ pub struct Config {
     #[serde(default)]
     pub tracing: TracingConfig,
     /// How every listener canonicalises request paths before routing
-    /// (see [`crate::path`]); a listener or route may override a field.
+    /// (see [`crate::http::path`]); a listener or route may override a field.
     #[serde(default)]
     pub paths: PathPolicy,
     /// Request headers removed from every client request, on every route,
     /// before routing, so a client cannot forge what a plugin tells the
     /// upstream about identity. Unset: every identity header a configured
-    /// plugin entry writes (see [`crate::identity_headers`]); `[]` strips
+    /// plugin entry writes (see [`crate::http::identity_headers`]); `[]` strips
     /// nothing.
     #[serde(default)]
     pub strip_request_headers: Option<Vec<String>>,
@@ -174,7 +162,7 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// Connections each listener serves at once; more wait in the accept
     /// backlog. Clamped at start to what the open-file limit allows (see
-    /// [`crate::descriptors`]). A WebSocket tunnel counts until it closes.
+    /// [`crate::http::descriptors`]). A WebSocket tunnel counts until it closes.
     pub max_connections: usize,
     /// Time a request body of a route without its own `body_read_timeout_ms`
     /// has to arrive whole, counted from its request head; 408 beyond.
@@ -358,28 +346,17 @@ pub enum OnError {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        })?;
+        let text = yaml_file::read(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, path, base)
     }
 
     /// Parses and validates config text; `file` is only used in errors.
     pub fn parse(text: &str, file: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
-        let invalid = |line: usize, message: String| ConfigError::Invalid {
-            file: file.to_path_buf(),
-            line,
-            message,
-        };
-        let mut config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line()).unwrap_or(1);
-            invalid(line, e.to_string())
-        })?;
+        let yaml = YamlText { text, file };
+        let mut config: Config = yaml.parse()?;
         config.base_dir = base_dir.to_path_buf();
-        let locate =
-            |problem: Problem| invalid(locate::line_of(text, &problem.at), problem.message);
+        let locate = |problem: Problem| yaml.invalid(&problem.at, problem.message);
         config.check().map_err(locate)?;
         config.load_upstream_cas().map_err(locate)?;
         Ok(config)
@@ -571,13 +548,13 @@ impl Config {
                 }
                 self.check_grants(plugin)
                     .map_err(|(allowed, msg)| here(entry("allow").index(allowed), msg))?;
-                crate::identity_headers::declared(plugin).map_err(|msg| {
+                crate::http::identity_headers::declared(plugin).map_err(|msg| {
                     here(
-                        entry("config").key(crate::identity_headers::CONFIG_FIELD),
+                        entry("config").key(crate::http::identity_headers::CONFIG_FIELD),
                         format!(
                             "plugin `{}`: config.{}: {msg}",
                             plugin.name,
-                            crate::identity_headers::CONFIG_FIELD
+                            crate::http::identity_headers::CONFIG_FIELD
                         ),
                     )
                 })?;

@@ -2,17 +2,30 @@
 //! config and one plugin catalog. Requests load the current generation once
 //! and finish on it, so a reload never changes a request midway.
 
-use crate::catalog::PluginCatalog;
-use crate::chain::{Chain, Step};
 use crate::config::Config;
-use crate::identity_headers::StripList;
-use crate::path::{PathPolicy, PathPolicyOverride};
+use crate::http::identity_headers::StripList;
+use crate::http::path::{PathPolicy, PathPolicyOverride};
+use crate::observe::span_export::SpanExport;
+use crate::plugin::catalog::PluginCatalog;
 use crate::plugin::{PluginError, PluginLimits, PluginRuntime, Tier};
-use crate::router::Router;
+use crate::proxy::chain::{Chain, Step};
+use crate::proxy::router::Router;
 use crate::upstream::{CallPolicy, Upstream};
+use crate::upstream::{HttpClient, UpstreamDirectory};
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// State shared by every connection: the current gateway generation (swapped
+/// whole by a reload), the upstream directory, the pooled client and the span
+/// exporter, if any.
+pub struct Shared {
+    pub gateway: ArcSwap<Gateway>,
+    pub upstreams: Arc<UpstreamDirectory>,
+    pub client: HttpClient,
+    pub spans: Option<Arc<SpanExport>>,
+}
 
 /// One immutable generation of the gateway's routing state.
 pub struct Gateway {
@@ -31,7 +44,7 @@ pub struct Route {
     /// How this route calls its upstream: timeouts, retries, balancing.
     pub call: CallPolicy,
     pub max_body_bytes: usize,
-    /// Time the request body has to arrive whole (see [`crate::body_timeout`]).
+    /// Time the request body has to arrive whole (see [`crate::http::body_timeout`]).
     pub body_read_timeout: Duration,
     /// Largest upstream response body buffered for the chain; 502 beyond.
     pub max_response_body_bytes: usize,
@@ -158,7 +171,7 @@ impl Gateway {
     }
 
     /// Removes the identity headers a client must not send
-    /// (`strip_request_headers`, see [`crate::identity_headers`]): run on
+    /// (`strip_request_headers`, see [`crate::http::identity_headers`]): run on
     /// every client request before routing.
     pub fn strip_forgeable_headers(&self, headers: &mut http::HeaderMap) {
         self.strip.strip(headers);

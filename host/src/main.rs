@@ -75,7 +75,7 @@ enum PluginCommand {
         /// The plugin's name: its folder and `.wasm` file name.
         name: String,
         #[arg(long, value_enum)]
-        lang: wasmgate::scaffold::Lang,
+        lang: wasmgate::devtools::scaffold::Lang,
         /// Where to create the project folder.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -130,7 +130,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Validate { config } => {
             let gateway = wasmgate::validate(&config).await?;
             // Valid, but a route lets a client forge what a plugin tells the upstream.
-            for gap in wasmgate::identity_headers::unstripped(&gateway.config) {
+            for gap in wasmgate::http::identity_headers::unstripped(&gateway.config) {
                 eprintln!("warning: {}: {gap}", config.display());
             }
             println!(
@@ -158,7 +158,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
 async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     match command {
         PluginCommand::Inspect { plugin, json } => {
-            let report = wasmgate::plugin::inspect::inspect(&plugin)?;
+            let report = wasmgate::devtools::inspect::inspect(&plugin)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -173,7 +173,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PluginCommand::Test { plugin, cases } => {
-            let report = wasmgate::plugin_test::run_file(&plugin, &cases).await?;
+            let report = wasmgate::devtools::plugin_test::run_file(&plugin, &cases).await?;
             print!("{report}");
             if !report.success() {
                 anyhow::bail!("{} of {} cases failed", report.failed(), report.cases.len());
@@ -186,14 +186,18 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             dir,
             sdk_path,
         } => {
-            let root = wasmgate::scaffold::create(&wasmgate::scaffold::NewPlugin {
-                name: &name,
-                lang,
-                dir: &dir,
-                sdk_path: sdk_path.as_deref(),
-            })?;
+            let root =
+                wasmgate::devtools::scaffold::create(&wasmgate::devtools::scaffold::NewPlugin {
+                    name: &name,
+                    lang,
+                    dir: &dir,
+                    sdk_path: sdk_path.as_deref(),
+                })?;
             println!("created {}; build and test it with:", root.display());
-            print!("{}", wasmgate::scaffold::next_steps(lang, &root, &name));
+            print!(
+                "{}",
+                wasmgate::devtools::scaffold::next_steps(lang, &root, &name)
+            );
             Ok(())
         }
     }
@@ -234,7 +238,7 @@ async fn start_demo_upstreams(config: &Path) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("demo upstream `{name}` cannot listen on {target}"))?;
             tracing::info!("demo upstream `{name}` echoing on http://{target}");
-            tokio::spawn(wasmgate::demo::serve_echo(listener, name.clone()));
+            tokio::spawn(wasmgate::devtools::demo::serve_echo(listener, name.clone()));
         }
     }
     Ok(())

@@ -457,7 +457,7 @@ async fn run_writes_a_json_access_log_line_per_request() {
     use std::io::BufRead;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(wasmgate::demo::serve_echo(upstream, "u".into()));
+    tokio::spawn(wasmgate::devtools::demo::serve_echo(upstream, "u".into()));
     let dir = tempfile::tempdir().unwrap();
     let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins");
     let file = dir.path().join("gw.yaml");

@@ -1,7 +1,7 @@
 //! The plugin test harness: load a compiled `.wasm` plugin in-process, on the
 //! gateway's own runtime, with in-memory capabilities (kv, fake upstreams,
 //! captured logs and metrics), and feed it requests in ordinary `#[test]`s.
-//! The engine is the host's `wasmgate::plugin_test::Sandbox`, shared with
+//! The engine is the host's `wasmgate::devtools::plugin_test::Sandbox`, shared with
 //! `wasmgate plugin test` (YAML cases, any language).
 //!
 //! ```ignore
@@ -15,15 +15,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use wasmgate::devtools::plugin_test::Sandbox;
 use wasmgate::plugin::{PluginError, PluginPool};
-use wasmgate::plugin_test::Sandbox;
 
-pub use wasmgate::plugin::bindings::{
+pub use wasmgate::devtools::plugin_test::{LogLine, MetricUpdate, ROUTE};
+pub use wasmgate::plugin::component::bindings::{
     HeaderChanges, LogLevel, OutboundRequest, OutboundResponse, PluginInfo, Request, RequestAction,
     RequestChanges, Response, ResponseChanges,
 };
 pub use wasmgate::plugin::{PluginFault, RequestContext};
-pub use wasmgate::plugin_test::{LogLine, MetricUpdate, ROUTE};
 
 /// A plugin loaded in-process, initialised with one config: a thin blocking
 /// layer over the host's [`Sandbox`], the engine `wasmgate plugin test` uses too.
@@ -142,7 +142,7 @@ pub fn assert_cases(wasm: impl AsRef<Path>, cases: impl AsRef<Path>) {
         .build()
         .expect("tokio runtime for the harness");
     let report = tokio
-        .block_on(wasmgate::plugin_test::run_file(
+        .block_on(wasmgate::devtools::plugin_test::run_file(
             wasm.as_ref(),
             cases.as_ref(),
         ))

@@ -102,7 +102,7 @@ async fn plugin_faults_are_counted_by_plugin_and_kind() {
         "routes:\n  - name: r\n    upstream: a\n    plugins: [{ name: probe, config: { tag: t, fault: trap } }]\n",
     )
     .await;
-    let counter = wasmgate::metrics::metrics()
+    let counter = wasmgate::observe::metrics::metrics()
         .plugin_faults
         .with_label_values(&["probe", "trap"]);
     let before = counter.get();

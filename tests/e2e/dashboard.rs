@@ -101,8 +101,10 @@ async fn the_dashboard_shows_routes_plugins_live_traffic_and_reloads() {
         assert_eq!(client.get(&gw.url("/api/x"), &[]).await.status, 200);
     }
     // Two sampling intervals: the traffic lands in a sample.
-    tokio::time::sleep(wasmgate::dashboard::traffic::INTERVAL * 2 + Duration::from_millis(500))
-        .await;
+    tokio::time::sleep(
+        wasmgate::admin::dashboard::traffic::INTERVAL * 2 + Duration::from_millis(500),
+    )
+    .await;
     let dom = rendered(&page, 3000).await;
     let rps = chart_max(&dom, "dash-api", "rps").expect("a req/s chart for dash-api");
     assert!(rps > 0.0, "the req/s chart did not move: {rps}");

@@ -114,7 +114,7 @@ async fn invalid_hook_results_fail_closed_with_500_json() {
         );
         assert_eq!(client.get(&gw.url("/healthy"), &[]).await.status, 200);
     }
-    let faults = wasmgate::metrics::metrics()
+    let faults = wasmgate::observe::metrics::metrics()
         .plugin_faults
         .with_label_values(&["hostile-closed", "invalid_output"])
         .get();
@@ -310,7 +310,7 @@ async fn capability_calls_over_the_bounds_are_refused_one_call_at_a_time() {
     assert_eq!(client.get(&gw.url("/healthy"), &[]).await.status, 200);
 
     let counter = |what: &str, reason: &str| {
-        wasmgate::metrics::metrics()
+        wasmgate::observe::metrics::metrics()
             .plugin_refusals
             .with_label_values(&["hostile-caps", what, reason])
             .get()

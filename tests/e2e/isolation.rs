@@ -288,7 +288,7 @@ async fn calls_beyond_the_concurrency_cap_wait_briefly_then_are_refused() {
     );
     // The slot is free again.
     assert_eq!(get_client().get(&url, &[]).await.status, 200);
-    let rejected = wasmgate::metrics::metrics()
+    let rejected = wasmgate::observe::metrics::metrics()
         .plugin_calls_rejected
         .with_label_values(&["capped", "probe-capped", "busy"])
         .get();

@@ -66,7 +66,10 @@ pub async fn echo_upstream(name: &str) -> (SocketAddr, tokio::task::JoinHandle<(
     let addr = listener.local_addr().unwrap();
     (
         addr,
-        tokio::spawn(wasmgate::demo::serve_echo(listener, name.to_string())),
+        tokio::spawn(wasmgate::devtools::demo::serve_echo(
+            listener,
+            name.to_string(),
+        )),
     )
 }
 

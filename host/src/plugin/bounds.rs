@@ -17,7 +17,7 @@
 //! ([`log_gate`]), so a hostile plugin cannot flood the log either.
 
 use super::bindings::{HeaderChanges, OutboundRequest, RequestAction, Response, ResponseChanges};
-use super::state::RequestContext;
+use crate::plugin::RequestContext;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -147,7 +147,7 @@ impl Refusal {
 
 /// Counts one refusal in `wasmgate_plugin_refusals_total`.
 pub fn count(plugin: &str, what: &str, reason: &str) {
-    crate::metrics::metrics()
+    crate::observe::metrics::metrics()
         .plugin_refusals
         .with_label_values(&[plugin, what, reason])
         .inc();
@@ -550,7 +550,7 @@ pub fn check_metric(name: &str, labels: &[(String, String)], value: f64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::RequestChanges;
+    use crate::plugin::component::bindings::RequestChanges;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

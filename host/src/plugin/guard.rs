@@ -102,7 +102,7 @@ impl EntryGuard {
         queue_timeout: Duration,
         config: FaultBreakerConfig,
     ) -> EntryGuard {
-        let metrics = crate::metrics::metrics();
+        let metrics = crate::observe::metrics::metrics();
         let labels = [route, plugin];
         let series = Series {
             open: metrics.plugin_breaker_open.with_label_values(&labels),

@@ -1,21 +1,21 @@
-//! Plugins: the WIT bindings, the wasmtime runtime that runs them, and the
-//! host capabilities they may import.
+//! Plugins: the runtime that runs them ([`component`]: WIT components on
+//! wasmtime), what every runtime shares — the capabilities a plugin imports
+//! ([`host`]), the bounds on what it hands over ([`bounds`]), its grants
+//! ([`grants`]), its fault breaker ([`guard`]) — and the [`catalog`] of
+//! loaded plugin files. May use `config`, `observe` and `upstream`.
 
-pub mod bindings;
 pub mod bounds;
-pub mod capabilities;
+pub mod catalog;
+pub mod component;
 pub mod grants;
 pub mod guard;
-mod host_api;
-pub mod inspect;
-pub mod kv;
-pub mod runtime;
-pub mod state;
+pub mod host;
 
-pub use capabilities::{HostServices, KvStore, MemoryKv, Outbound, Telemetry};
+pub use component::bindings;
+pub use component::runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime, Tier};
+pub use component::state::RequestContext;
 pub use grants::{Capability, Grants};
-pub use runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime, Tier};
-pub use state::RequestContext;
+pub use host::{HostServices, KvStore, MemoryKv, Outbound, Telemetry};
 
 use std::path::PathBuf;
 use std::time::Duration;

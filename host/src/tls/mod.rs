@@ -4,7 +4,7 @@
 //!
 //! Listeners: [`server::TlsListener`] runs the handshake and hands the
 //! client identity to the proxy as a [`server::TlsInfo`] request extension;
-//! [`watch::watch`] reloads certificate files like plugin files. Upstreams:
+//! `reload::certificates` reloads certificate files like plugin files. Upstreams:
 //! [`client::connector`] wraps the pooled client's TCP connector.
 
 pub mod client;
@@ -12,7 +12,6 @@ pub mod config;
 pub mod identity;
 pub mod pem;
 pub mod server;
-pub mod watch;
 
 pub use server::{TlsInfo, TlsListener};
 

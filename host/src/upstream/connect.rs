@@ -5,7 +5,7 @@
 //! request with [`with_connect_timeout`]; the connector reads it when it
 //! opens a connection (which it does inside that request's task).
 
-use crate::body::BoxError;
+use crate::http::body::BoxError;
 use futures::FutureExt;
 use http::Uri;
 use std::future::Future;

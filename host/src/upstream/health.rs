@@ -6,8 +6,8 @@
 //! an ejection early; otherwise an ejection ends after `ejection_ms`.
 
 use super::{HttpClient, Upstream};
-use crate::body::empty;
 use crate::config::{HealthCheckConfig, PassiveHealthConfig};
+use crate::http::body::empty;
 use http::uri::{PathAndQuery, Scheme};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, Weak};

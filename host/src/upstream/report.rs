@@ -33,7 +33,7 @@ static GAUGES: LazyLock<Gauges> = LazyLock::new(|| {
         &["upstream", "target"],
     )
     .expect("valid metric");
-    let registry = &crate::metrics::metrics().registry;
+    let registry = &crate::observe::metrics::metrics().registry;
     registry
         .register(Box::new(circuit.clone()))
         .expect("registered once");

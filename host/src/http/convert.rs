@@ -1,0 +1,105 @@
+//! Conversions between hyper's types and the contract's plain records, and
+//! the edits plugins return applied to them.
+
+use crate::plugin::component::bindings::HeaderChanges;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// A header map as the contract's ordered list of (lower-case name, value).
+/// Values that are not UTF-8 are passed lossily.
+pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value.to_str() {
+                Ok(v) => v.to_string(),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
+            (name.as_str().to_string(), value)
+        })
+        .collect()
+}
+
+/// The contract's header list back into a header map; entries that are not
+/// valid HTTP, and any beyond what a header map holds, are dropped (a plugin
+/// cannot break the framing, nor panic the host). The chain refuses such
+/// lists earlier (`plugin::bounds`); this is the last line.
+pub fn header_map(list: &[(String, String)]) -> HeaderMap {
+    // `with_capacity` and `append` panic past the map's maximum size.
+    let mut map = HeaderMap::try_with_capacity(list.len().min(MAX_HEADER_MAP)).unwrap_or_default();
+    let mut dropped = 0usize;
+    for (name, value) in list {
+        let appended = match (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            (Ok(name), Ok(value)) => map.try_append(name, value).is_ok(),
+            _ => false,
+        };
+        dropped += usize::from(!appended);
+    }
+    if dropped > 0 {
+        tracing::debug!(dropped, "dropping invalid headers set by a plugin");
+    }
+    map
+}
+
+/// The most entries a header map is given up front (it holds at most 32768).
+const MAX_HEADER_MAP: usize = 1 << 12;
+
+/// Applies a plugin's header edits: remove, then set, then append.
+pub fn apply_header_changes(headers: &mut Vec<(String, String)>, changes: HeaderChanges) {
+    if !changes.remove.is_empty() || !changes.set.is_empty() {
+        headers.retain(|(name, _)| {
+            !changes.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+                && !changes
+                    .set
+                    .iter()
+                    .any(|(s, _)| s.eq_ignore_ascii_case(name))
+        });
+    }
+    for (name, value) in changes.set.into_iter().chain(changes.append) {
+        headers.push((name.to_ascii_lowercase(), value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn header_changes_apply_remove_set_append() {
+        let mut headers = h(&[("a", "1"), ("b", "2"), ("b", "3"), ("c", "4")]);
+        apply_header_changes(
+            &mut headers,
+            HeaderChanges {
+                remove: vec!["A".into()],
+                set: h(&[("b", "9")]),
+                append: h(&[("C", "5")]),
+            },
+        );
+        assert_eq!(headers, h(&[("c", "4"), ("b", "9"), ("c", "5")]));
+    }
+
+    #[test]
+    fn invalid_plugin_headers_are_dropped() {
+        let map = header_map(&h(&[("ok", "1"), ("bad name", "2"), ("x", "bad\nvalue")]));
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn more_headers_than_a_map_holds_are_dropped_not_a_panic() {
+        let list: Vec<(String, String)> = (0..100_000)
+            .map(|i| (format!("x-h-{i}"), "v".to_string()))
+            .collect();
+        let map = header_map(&list);
+        assert!(map.len() < list.len());
+        assert!(map.contains_key("x-h-0"));
+    }
+}

@@ -1,0 +1,237 @@
+//! The gateway's own Prometheus series, in one process-wide registry that
+//! plugin-defined metrics join too (exported by the admin listener).
+//!
+//! Names are what `examples/grafana/wasmgate.json` queries; rename one and
+//! the dashboard test fails.
+
+use crate::plugin::host::kv::KvMetrics;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use std::sync::LazyLock;
+
+/// Series operators graph and alert on.
+pub struct GatewayMetrics {
+    pub registry: Registry,
+    /// Plugin faults by plugin and kind (trap, deadline, memory, config, invalid_output).
+    pub plugin_faults: IntCounterVec,
+    /// What the host refused a plugin, by plugin, capability or hook output
+    /// (`what`) and reason (see `plugin::bounds`).
+    pub plugin_refusals: IntCounterVec,
+    /// Hot-reload attempts by result (ok, error).
+    pub reloads: IntCounterVec,
+    /// Requests answered, by route and status class (`2xx`…`5xx`).
+    pub requests: IntCounterVec,
+    /// Time from request head to response head, by route.
+    pub request_duration: HistogramVec,
+    /// Time an upstream took to answer with its response head, by upstream.
+    pub upstream_duration: HistogramVec,
+    /// Wall time of one plugin hook call, by plugin and phase.
+    pub plugin_call_duration: HistogramVec,
+    /// Open client connections, by listener address.
+    pub active_connections: IntGaugeVec,
+    /// 1 while a route entry's fault breaker is open (or probing), by route and plugin.
+    pub plugin_breaker_open: IntGaugeVec,
+    /// Times a route entry's fault breaker tripped, by route and plugin.
+    pub plugin_breaker_trips: IntCounterVec,
+    /// Plugin calls not run, by route, plugin and reason (`busy`, `breaker_open`).
+    pub plugin_calls_rejected: IntCounterVec,
+    /// The kv store's size and evictions, by namespace (plugin).
+    pub kv: KvMetrics,
+    /// The kv store's whole budget (`kv.max_bytes`).
+    pub kv_max_bytes: IntGauge,
+}
+
+/// Plugin calls take microseconds; the default buckets start at 5 ms.
+const PLUGIN_CALL_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25,
+];
+
+/// The route label of a request no route matched.
+pub const NO_ROUTE: &str = "_unmatched";
+
+static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("registered once");
+        vec
+    };
+    let histogram = |name: &str, help: &str, labels: &[&str], buckets: Option<&[f64]>| {
+        let mut opts = HistogramOpts::new(name, help);
+        if let Some(buckets) = buckets {
+            opts = opts.buckets(buckets.to_vec());
+        }
+        let vec = HistogramVec::new(opts, labels).expect("valid metric");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("registered once");
+        vec
+    };
+    let gauge = |name: &str, help: &str, labels: &[&str]| {
+        let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("registered once");
+        vec
+    };
+    let kv_max_bytes = IntGauge::new("wasmgate_kv_max_bytes", "The kv store's memory budget")
+        .expect("valid metric");
+    registry
+        .register(Box::new(kv_max_bytes.clone()))
+        .expect("registered once");
+    GatewayMetrics {
+        plugin_faults: counter(
+            "wasmgate_plugin_faults_total",
+            "Plugin calls that trapped, timed out or broke their memory cap",
+            &["plugin", "kind"],
+        ),
+        plugin_refusals: counter(
+            "wasmgate_plugin_refusals_total",
+            "Capability calls and hook results the host refused a plugin",
+            &["plugin", "what", "reason"],
+        ),
+        reloads: counter(
+            "wasmgate_reloads_total",
+            "Hot-reload attempts of the config or plugin files",
+            &["result"],
+        ),
+        requests: counter(
+            "wasmgate_requests_total",
+            "Requests answered, by route and status class",
+            &["route", "status_class"],
+        ),
+        request_duration: histogram(
+            "wasmgate_request_duration_seconds",
+            "Time from request head to response head",
+            &["route"],
+            None,
+        ),
+        upstream_duration: histogram(
+            "wasmgate_upstream_duration_seconds",
+            "Time an upstream took to answer with its response head",
+            &["upstream"],
+            None,
+        ),
+        plugin_call_duration: histogram(
+            "wasmgate_plugin_call_duration_seconds",
+            "Wall time of one plugin hook call",
+            &["plugin", "phase"],
+            Some(PLUGIN_CALL_BUCKETS),
+        ),
+        active_connections: gauge(
+            "wasmgate_active_connections",
+            "Client connections currently open",
+            &["listener"],
+        ),
+        plugin_breaker_open: gauge(
+            "wasmgate_plugin_breaker_open",
+            "1 while a route entry's plugin fault breaker is open or probing",
+            &["route", "plugin"],
+        ),
+        plugin_breaker_trips: counter(
+            "wasmgate_plugin_breaker_trips_total",
+            "Times a route entry's plugin fault breaker tripped",
+            &["route", "plugin"],
+        ),
+        plugin_calls_rejected: counter(
+            "wasmgate_plugin_calls_rejected_total",
+            "Plugin calls not run: breaker open, or the entry's concurrency cap full",
+            &["route", "plugin", "reason"],
+        ),
+        kv: KvMetrics {
+            bytes: gauge(
+                "wasmgate_kv_bytes",
+                "Bytes held by the kv store (keys, values, bookkeeping), by namespace",
+                &["namespace"],
+            ),
+            entries: gauge(
+                "wasmgate_kv_entries",
+                "Entries held by the kv store, by namespace",
+                &["namespace"],
+            ),
+            evictions: counter(
+                "wasmgate_kv_evictions_total",
+                "kv entries removed because they expired or to stay within budget (lru)",
+                &["namespace", "reason"],
+            ),
+        },
+        kv_max_bytes,
+        registry,
+    }
+});
+
+impl GatewayMetrics {
+    /// Every series name the gateway's own families expose (a histogram's
+    /// `_bucket`, `_sum` and `_count` too), so plugin metrics can be kept
+    /// off them.
+    pub fn series_names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let single = [
+            self.plugin_faults.desc(),
+            self.plugin_refusals.desc(),
+            self.reloads.desc(),
+            self.requests.desc(),
+            self.active_connections.desc(),
+        ];
+        let histograms = [
+            self.request_duration.desc(),
+            self.upstream_duration.desc(),
+            self.plugin_call_duration.desc(),
+        ];
+        let names = |descs: &[Vec<&prometheus::core::Desc>]| -> Vec<String> {
+            descs.iter().flatten().map(|d| d.fq_name.clone()).collect()
+        };
+        let mut all = names(&single);
+        for name in names(&histograms) {
+            all.extend(histogram_series(&name));
+        }
+        all
+    }
+}
+
+/// The series names a histogram family called `name` exposes.
+pub fn histogram_series(name: &str) -> [String; 4] {
+    [
+        name.to_string(),
+        format!("{name}_bucket"),
+        format!("{name}_sum"),
+        format!("{name}_count"),
+    ]
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static GatewayMetrics {
+    &METRICS
+}
+
+/// `2xx`, `4xx`… for a status code.
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Counts one open connection in a gauge for as long as it lives.
+pub struct ConnectionGauge(IntGauge);
+
+impl ConnectionGauge {
+    /// Increments `gauge`; dropping the guard decrements it.
+    pub fn open(gauge: IntGauge) -> ConnectionGauge {
+        gauge.inc();
+        ConnectionGauge(gauge)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

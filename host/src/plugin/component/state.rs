@@ -1,0 +1,233 @@
+//! What each plugin instance's store holds, and the memory cap it enforces.
+
+use crate::plugin::bounds::CallBudget;
+use crate::plugin::grants::Grants;
+use crate::plugin::host::HostServices;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The request-scoped context plugins of one chain share.
+pub type RequestContext = HashMap<String, String>;
+
+/// Store data of one plugin instance.
+pub struct PluginState {
+    /// A capability-free WASI context: Rust guests import WASI through std
+    /// even when they use none of it.
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryCap,
+    /// Plugin name, for logs, metrics and kv namespacing.
+    pub(crate) plugin: Arc<str>,
+    /// Route name, for logs.
+    pub(crate) route: Arc<str>,
+    /// The current request's context, moved in before a call and out after.
+    pub(crate) context: RequestContext,
+    pub(crate) services: HostServices,
+    /// What the route entry lets this plugin use.
+    pub(crate) grants: Arc<Grants>,
+    /// The call deadline covers the plugin's own time only: time spent
+    /// waiting in host calls (kv, outbound HTTP) is subtracted, so an
+    /// aggregation waiting on a slow upstream is bounded by its per-call
+    /// timeouts, not by the plugin deadline.
+    pub(crate) clock: CallClock,
+    /// What the current call may still do through the capabilities.
+    pub(crate) budget: CallBudget,
+}
+
+/// Measures one plugin call's own time: wall time minus host waits and
+/// minus the time it spent yielded to other tasks at epoch ticks. A busy
+/// gateway that runs other requests before resuming a call does not spend
+/// that call's deadline: under load a healthy plugin must not fault (and
+/// trip its breaker) for time it was not running.
+pub struct CallClock {
+    pub(crate) timeout: Duration,
+    started: Instant,
+    host_wait: Duration,
+    /// Nanoseconds spent yielded in this call, added by the yield future
+    /// (which cannot borrow the store).
+    yielded: Arc<AtomicU64>,
+}
+
+impl CallClock {
+    /// A clock for calls of at most `timeout` each.
+    pub(crate) fn new(timeout: Duration) -> CallClock {
+        CallClock {
+            timeout,
+            started: Instant::now(),
+            host_wait: Duration::ZERO,
+            yielded: Arc::default(),
+        }
+    }
+
+    /// Starts timing a new call.
+    pub(crate) fn start(&mut self) {
+        self.started = Instant::now();
+        self.host_wait = Duration::ZERO;
+        self.yielded.store(0, Ordering::Relaxed);
+    }
+
+    /// Adds time spent waiting in a host call.
+    pub(crate) fn waited(&mut self, since: Instant) {
+        self.host_wait += since.elapsed();
+    }
+
+    /// Runs `pause` (the call stepping aside at a tick) and leaves the time
+    /// it took out of the call's own time.
+    pub(crate) fn pause(
+        &self,
+        pause: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let yielded = self.yielded.clone();
+        async move {
+            let since = Instant::now();
+            pause.await;
+            let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            yielded.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// The plugin's own time so far in this call.
+    pub(crate) fn used(&self) -> Duration {
+        let yielded = Duration::from_nanos(self.yielded.load(Ordering::Relaxed));
+        self.started
+            .elapsed()
+            .saturating_sub(self.host_wait)
+            .saturating_sub(yielded)
+    }
+
+    /// The plugin's own time still allowed in this call, if any.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.timeout
+            .checked_sub(self.used())
+            .filter(|d| !d.is_zero())
+    }
+}
+
+impl PluginState {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        route: Arc<str>,
+        memory_limit: usize,
+        call_timeout: Duration,
+        services: HostServices,
+        grants: Arc<Grants>,
+    ) -> Self {
+        PluginState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: memory_limit,
+                exceeded: false,
+            },
+            plugin,
+            route,
+            context: RequestContext::new(),
+            services,
+            grants,
+            clock: CallClock::new(call_timeout),
+            budget: CallBudget::PER_CALL,
+        }
+    }
+
+    /// A new call (a hook or `init`) begins: its clock and its budget start afresh.
+    pub(crate) fn start_call(&mut self) {
+        self.clock.start();
+        self.budget = CallBudget::PER_CALL;
+    }
+
+    /// The kv key a plugin's `key` is stored under: plugins never see each
+    /// other's keys. Refused when the route entry does not grant `kv`.
+    pub(crate) fn kv_key(&self, key: &str) -> Result<String, String> {
+        if !self.grants.kv {
+            return Err(format!(
+                "capability `kv` is not granted to plugin `{}` on route `{}`",
+                self.plugin, self.route
+            ));
+        }
+        Ok(format!("{}/{}", self.plugin, key))
+    }
+
+    /// Why an outbound request to `upstream` is refused, if it is.
+    pub(crate) fn outbound_refusal(&self, upstream: &str) -> Option<String> {
+        (!self.grants.allows_upstream(upstream)).then(|| {
+            format!(
+                "capability `outbound:{upstream}` is not granted to plugin `{}` on route `{}`",
+                self.plugin, self.route
+            )
+        })
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps an instance's linear memory and remembers a breach, so a trap that
+/// follows can be reported as a memory fault rather than a generic one.
+pub struct MemoryCap {
+    limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes exceeded (wanted {desired})",
+                self.limit
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call resumed late because the gateway ran other requests first has
+    /// not spent its deadline on that wait.
+    #[tokio::test]
+    async fn time_spent_yielded_is_not_the_calls_time() {
+        let mut clock = CallClock::new(Duration::from_millis(100));
+        clock.start();
+        clock
+            .pause(tokio::time::sleep(Duration::from_millis(150)))
+            .await;
+        assert!(
+            clock.used() < Duration::from_millis(50),
+            "{:?}",
+            clock.used()
+        );
+        assert!(clock.remaining().is_some());
+        clock.start();
+        assert!(
+            clock.used() < Duration::from_millis(50),
+            "a new call starts afresh"
+        );
+    }
+}

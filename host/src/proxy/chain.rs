@@ -1,0 +1,221 @@
+//! The plugin chain of a route: the request phase in chain order, the
+//! response phase in reverse order, and what a plugin fault does to the
+//! request (per the entry's `on_error`).
+//!
+//! Chains are assembled at load time (`gateway.rs`); per request they only
+//! run. Bodies are handed only to plugins that asked for them.
+
+use crate::config::OnError;
+use crate::http::convert::apply_header_changes;
+use crate::plugin::bounds;
+use crate::plugin::component::bindings::{Request, RequestAction, Response};
+use crate::plugin::{PluginFault, PluginPool, RequestContext};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One entry of a chain.
+pub struct Step {
+    pub pool: Arc<PluginPool>,
+    pub on_error: OnError,
+}
+
+/// A route's ordered plugins plus what the chain as a whole needs.
+pub struct Chain {
+    steps: Vec<Step>,
+    /// Some plugin reads the request body: buffer it.
+    pub wants_request_body: bool,
+    /// Some plugin has a response hook.
+    pub wants_response: bool,
+    /// Some plugin reads the response body: buffer it.
+    pub wants_response_body: bool,
+}
+
+/// How the request phase ended.
+pub enum RequestOutcome {
+    /// Every plugin let the request through; `ran` plugins ran.
+    Forward { ran: usize },
+    /// A plugin answered; its response goes back through the response hooks
+    /// of the `ran` plugins before it.
+    Respond { response: Response, ran: usize },
+    /// A fail-closed plugin faulted.
+    Failed(ChainFault),
+}
+
+/// A fail-closed plugin's fault, with the plugin's name for logs and the client.
+#[derive(Debug)]
+pub struct ChainFault {
+    pub plugin: String,
+    pub fault: PluginFault,
+}
+
+impl Chain {
+    /// A chain of these steps, in order.
+    pub fn new(steps: Vec<Step>) -> Chain {
+        let any = |f: fn(&Step) -> bool| steps.iter().any(f);
+        Chain {
+            wants_request_body: any(|s| s.pool.info().wants_request_body),
+            wants_response: any(|s| s.pool.info().wants_response),
+            wants_response_body: any(|s| {
+                s.pool.info().wants_response && s.pool.info().wants_response_body
+            }),
+            steps,
+        }
+    }
+
+    /// True when no plugin is configured: the proxy can skip all conversion.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The steps, in chain order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Runs the request hooks in order, applying each plugin's edits to
+    /// `request` before the next plugin sees it.
+    pub async fn on_request(
+        &self,
+        request: &mut Request,
+        context: &mut RequestContext,
+    ) -> RequestOutcome {
+        for (i, step) in self.steps.iter().enumerate() {
+            let hidden_body = if step.pool.info().wants_request_body {
+                None
+            } else {
+                request.body.take()
+            };
+            let started = Instant::now();
+            let result = step.pool.on_request(request, context).await;
+            observe_call(step, "request", started);
+            if hidden_body.is_some() {
+                request.body = hidden_body;
+            }
+            match result {
+                Ok(RequestAction::Continue(changes)) => {
+                    apply_header_changes(&mut request.headers, changes.headers);
+                    if let Some(path) = changes.path {
+                        request.path = path;
+                    }
+                    if let Some(query) = changes.query {
+                        request.query = (!query.is_empty()).then_some(query);
+                    }
+                    if let Some(body) = changes.body {
+                        request.body = Some(body);
+                    }
+                }
+                Ok(RequestAction::Respond(response)) => {
+                    return RequestOutcome::Respond { response, ran: i }
+                }
+                Err(fault) => {
+                    if let Some(failed) = self.fault(step, &request.route, "request", fault) {
+                        return RequestOutcome::Failed(failed);
+                    }
+                }
+            }
+        }
+        RequestOutcome::Forward {
+            ran: self.steps.len(),
+        }
+    }
+
+    /// Runs the response hooks of the first `ran` plugins in reverse order.
+    pub async fn on_response(
+        &self,
+        ran: usize,
+        route: &str,
+        response: &mut Response,
+        context: &mut RequestContext,
+    ) -> Result<(), ChainFault> {
+        for step in self.steps[..ran].iter().rev() {
+            let info = step.pool.info();
+            if !info.wants_response {
+                continue;
+            }
+            let hidden_body = if info.wants_response_body {
+                None
+            } else {
+                response.body.take()
+            };
+            let started = Instant::now();
+            let result = step.pool.on_response(response, context).await;
+            observe_call(step, "response", started);
+            if hidden_body.is_some() {
+                response.body = hidden_body;
+            }
+            match result {
+                Ok(changes) => {
+                    apply_header_changes(&mut response.headers, changes.headers);
+                    if let Some(status) = changes.status {
+                        response.status = status;
+                    }
+                    if let Some(body) = changes.body {
+                        response.body = Some(body);
+                    }
+                }
+                Err(fault) => {
+                    if let Some(failed) = self.fault(step, route, "response", fault) {
+                        return Err(failed);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs a plugin fault in one line and counts it; a call that did not
+    /// run (breaker open, entry busy) is counted by the entry's guard and
+    /// logged at debug only, as a hammered entry would flood the log.
+    /// Returns the fault if the step fails closed.
+    fn fault(
+        &self,
+        step: &Step,
+        route: &str,
+        phase: &str,
+        fault: PluginFault,
+    ) -> Option<ChainFault> {
+        let plugin = step.pool.name();
+        if fault.is_rejection() {
+            tracing::debug!(plugin, route, phase, kind = fault.kind(), on_error = ?step.on_error, "plugin {fault}");
+            return (step.on_error == OnError::FailClosed).then(|| ChainFault {
+                plugin: plugin.to_string(),
+                fault,
+            });
+        }
+        crate::observe::metrics::metrics()
+            .plugin_faults
+            .with_label_values(&[plugin, fault.kind()])
+            .inc();
+        crate::admin::dashboard::events::record_fault(
+            plugin,
+            route,
+            phase,
+            fault.kind(),
+            fault.to_string(),
+        );
+        let now = std::time::Instant::now();
+        if let Some(suppressed) = bounds::log_gate(plugin, "fault", fault.kind(), now) {
+            tracing::error!(
+                plugin,
+                route,
+                phase,
+                kind = fault.kind(),
+                on_error = ?step.on_error,
+                suppressed,
+                "plugin fault: {fault}"
+            );
+        }
+        (step.on_error == OnError::FailClosed).then(|| ChainFault {
+            plugin: plugin.to_string(),
+            fault,
+        })
+    }
+}
+
+/// Records how long one hook call of `step` took, faults included.
+fn observe_call(step: &Step, phase: &str, started: Instant) {
+    crate::observe::metrics::metrics()
+        .plugin_call_duration
+        .with_label_values(&[step.pool.name(), phase])
+        .observe(started.elapsed().as_secs_f64());
+}
