@@ -18,7 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmgate::config::RedisKvConfig;
-use wasmgate::plugin::host::kv::{contract, KvStore, MemoryKv, RedisKv};
+use wasmgate::plugin::host::kv::{contract, MemoryKv, RedisKv};
+use wasmgate::plugin::KvStore;
 
 /// Set in a child to the directory holding its config; it writes its
 /// listener and admin addresses to `addresses` there.

@@ -304,21 +304,27 @@ impl RedisKv {
                 series.inspect(|s| s.error.inc());
                 Err(format!("kv: redis: {error}"))
             }
+            // The client's own response or connect timeout (the same
+            // `timeout_ms`) may fire first: a timeout all the same.
+            Ok(Err(error)) if error.is_timeout() => self.timed_out(series),
             Ok(Err(error)) => {
                 let message = error.to_string();
                 self.health.unreachable(&message);
                 series.inspect(|s| s.unavailable.inc());
                 Err(format!("kv: redis unavailable: {message}"))
             }
-            Err(_) => {
-                self.health.unreachable("timed out");
-                series.inspect(|s| s.timeout.inc());
-                Err(format!(
-                    "kv: redis did not answer within {} ms",
-                    self.timeout.as_millis()
-                ))
-            }
+            Err(_) => self.timed_out(series),
         }
+    }
+
+    /// A call that got no answer within `timeout_ms`.
+    fn timed_out<T>(&self, series: Option<&OpSeries>) -> Result<T, String> {
+        self.health.unreachable("timed out");
+        series.inspect(|s| s.timeout.inc());
+        Err(format!(
+            "kv: redis did not answer within {} ms",
+            self.timeout.as_millis()
+        ))
     }
 
     /// Pings Redis (what [`probe_forever`] does once a tick).
