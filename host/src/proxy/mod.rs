@@ -4,6 +4,9 @@
 //! plugin phases when the route has plugins; [`Proxy::forward`] is the plain
 //! reverse-proxy path both end in. A route without plugins never converts
 //! headers or buffers bodies.
+//!
+//! Lives here: [`handle`], the [`router`] and the plugin [`chain`]. May use
+//! `http`, `plugin`, `upstream`, `observe` and the gateway generation.
 #![expect(
     clippy::result_large_err,
     reason = "an `Err` here is the finished error response to send; boxing it buys nothing"
