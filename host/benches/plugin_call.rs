@@ -247,15 +247,17 @@ fn builtin_plugins(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Ar
 fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<PluginRuntime>) {
     use wasmgate::config::OnError;
     use wasmgate::proxy::chain::{Chain, RequestOutcome, Step};
-    let step = |name: &str, config: &str| Step {
-        pool: Arc::new(pool(
-            rt,
-            runtime,
-            plugin_file("plugins", name),
-            config,
-            PluginLimits::default(),
-        )),
-        on_error: OnError::FailClosed,
+    let step = |name: &str, config: &str| {
+        Step::new(
+            Arc::new(pool(
+                rt,
+                runtime,
+                plugin_file("plugins", name),
+                config,
+                PluginLimits::default(),
+            )),
+            OnError::FailClosed,
+        )
     };
     let chain = Chain::new(vec![
         step(
@@ -278,19 +280,28 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
     c.bench_function("chain/api-key+headers/request+response", |b| {
         b.to_async(rt).iter_custom(|iters| {
             let (chain, req, response) = (&chain, req.clone(), response.clone());
+            let map = wasmgate::http::convert::header_map(&req.headers);
+            let response_map = wasmgate::http::convert::header_map(&response.headers);
             async move {
                 let started = std::time::Instant::now();
                 for _ in 0..iters {
                     let mut req = req.clone();
+                    let mut headers = map.clone();
                     let mut context = RequestContext::new();
                     let RequestOutcome::Forward { ran } =
-                        chain.on_request(&mut req, &mut context).await
+                        chain.on_request(&mut req, &mut headers, &mut context).await
                     else {
                         panic!("the chain lets a valid key through")
                     };
                     let mut response = response.clone();
                     chain
-                        .on_response(ran, "bench", &mut response, &mut context)
+                        .on_response(
+                            ran,
+                            "bench",
+                            &mut response,
+                            &mut response_map.clone(),
+                            &mut context,
+                        )
                         .await
                         .unwrap();
                 }

@@ -328,7 +328,11 @@ impl Proxy<'_> {
         if let Some(identity) = self.tls.and_then(|tls| tls.client.as_ref()) {
             identity.seed(&mut context);
         }
-        let (response, ran) = match chain.on_request(&mut request, &mut context).await {
+        let mut headers = parts.headers;
+        let (response, ran) = match chain
+            .on_request(&mut request, &mut headers, &mut context)
+            .await
+        {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
             RequestOutcome::Respond { response, ran } => {
                 self.outcome.update(|o| {
@@ -340,7 +344,7 @@ impl Proxy<'_> {
             RequestOutcome::Forward { ran } => {
                 let stream = stream.map(|body| self.capped(body));
                 let upstream_request =
-                    match rebuild_request(&parts.method, request, stream, self.paths) {
+                    match rebuild_request(&parts.method, request, headers, stream, self.paths) {
                         Ok(r) => r,
                         Err(error) => return error,
                     };
@@ -358,13 +362,20 @@ impl Proxy<'_> {
             }
         };
         let mut response = response;
+        let mut headers = header_map(&response.headers);
         if let Err(fault) = chain
-            .on_response(ran, &self.route.name, &mut response, &mut context)
+            .on_response(
+                ran,
+                &self.route.name,
+                &mut response,
+                &mut headers,
+                &mut context,
+            )
             .await
         {
             return self.plugin_failure(&fault);
         }
-        plugin_response(response)
+        plugin_response(response, headers)
     }
 
     /// Runs the response hooks over an upstream response, buffering its body
@@ -393,21 +404,22 @@ impl Proxy<'_> {
             headers: header_list(&parts.headers),
             body: buffered,
         };
+        let mut headers = parts.headers;
         if let Err(fault) = self
             .route
             .chain
-            .on_response(ran, &self.route.name, &mut response, context)
+            .on_response(ran, &self.route.name, &mut response, &mut headers, context)
             .await
         {
             return self.plugin_failure(&fault);
         }
         match (response.body.is_some(), stream) {
             (false, Some(stream)) => {
-                let mut out = plugin_response(response);
+                let mut out = plugin_response(response, headers);
                 *out.body_mut() = boxed(stream);
                 out
             }
-            _ => plugin_response(response),
+            _ => plugin_response(response, headers),
         }
     }
 
@@ -589,6 +601,7 @@ enum Forwarded {
 fn rebuild_request(
     method: &Method,
     request: PluginRequest,
+    mut headers: HeaderMap,
     stream: Option<Body>,
     paths: PathPolicy,
 ) -> Result<Request<Body>, Response<Body>> {
@@ -610,7 +623,6 @@ fn rebuild_request(
             "a plugin produced an invalid path or query",
         )
     })?;
-    let mut headers = header_map(&request.headers);
     let body = match (request.body, stream) {
         (Some(bytes), _) => {
             headers.remove(header::CONTENT_LENGTH);
@@ -661,7 +673,7 @@ fn body_too_large(limit: usize) -> Response<Body> {
 }
 
 /// A plugin-produced (or plugin-edited) response as an HTTP response.
-fn plugin_response(response: PluginResponse) -> Response<Body> {
+fn plugin_response(response: PluginResponse, mut headers: HeaderMap) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         tracing::error!(
             status = response.status,
@@ -673,7 +685,6 @@ fn plugin_response(response: PluginResponse) -> Response<Body> {
             "a plugin produced an invalid status",
         );
     };
-    let mut headers = header_map(&response.headers);
     strip_hop_by_hop(&mut headers);
     let body = match response.body {
         Some(bytes) => {
