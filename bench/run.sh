@@ -156,7 +156,8 @@ if [[ $have_chain == 1 ]]; then
 fi
 nginx -c "$work/nginx.conf" -p "$work"
 pids+=("$(cat "$work/nginx.pid" 2>/dev/null || true)")
-for _ in $(seq 100); do
+# Every gateway compiles every plugin first: up to a minute on two busy cores.
+for _ in $(seq 600); do
   curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null &&
     { [[ -z "${BASELINE:-}" ]] || curl -sf "http://127.0.0.1:$BASELINE_PORT/bare" >/dev/null; } &&
     { [[ $have_chain == 0 ]] || { curl -sf "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/bare" >/dev/null &&
