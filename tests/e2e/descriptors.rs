@@ -6,7 +6,7 @@
 //! test binary again, started through `prlimit` with the test's own name
 //! and [`CHILD`] set — while the clients and the upstream stay here.
 
-use crate::support::{read_raw_response, Backend};
+use crate::support::{read_raw_response, serve_gateway_as_child, Backend};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ const BURST: usize = 150;
 async fn under_a_low_open_file_limit_max_connections_is_clamped_with_a_warning_and_all_are_served()
 {
     if let Ok(dir) = std::env::var(CHILD) {
-        return serve_as_child(Path::new(&dir)).await;
+        return serve_gateway_as_child(Path::new(&dir)).await;
     }
     let upstream = Backend::start("up").await;
     let child = GatewayProcess::spawn(
@@ -58,7 +58,7 @@ async fn under_a_low_open_file_limit_max_connections_is_clamped_with_a_warning_a
 #[tokio::test(flavor = "multi_thread")]
 async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start() {
     if let Ok(dir) = std::env::var(CHILD) {
-        return serve_as_child(Path::new(&dir)).await;
+        return serve_gateway_as_child(Path::new(&dir)).await;
     }
     let upstream = Backend::start("up").await;
     let child = GatewayProcess::spawn(
@@ -80,27 +80,6 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start() {
         BURST,
         "{statuses:?}\n{log}"
     );
-}
-
-/// The child's part: run the gateway from `dir` until the parent goes.
-async fn serve_as_child(dir: &Path) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-    // The parent holds our stdin: its end (or death) ends us.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        std::process::exit(0);
-    });
-    let gateway = wasmgate::start(&dir.join("gateway.yaml"))
-        .await
-        .expect("gateway starts");
-    let tmp = dir.join("address.tmp");
-    std::fs::write(&tmp, gateway.addresses[0].to_string()).unwrap();
-    std::fs::rename(&tmp, dir.join("address")).unwrap();
-    std::future::pending::<()>().await;
 }
 
 /// A gateway in a child process under `prlimit --nofile=<nofile>`.
@@ -152,11 +131,11 @@ impl GatewayProcess {
     }
 
     async fn wait_for_address(&mut self) -> SocketAddr {
-        let file: PathBuf = self._dir.path().join("address");
+        let file: PathBuf = self._dir.path().join("addresses");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
-                return text.parse().unwrap();
+                return text.split(' ').next().unwrap().parse().unwrap();
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 let log = self.stderr.take().unwrap().join().unwrap();

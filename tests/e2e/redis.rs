@@ -10,7 +10,9 @@
 //! crash, no request beyond `timeout_ms`, behaves per `on_kv_error`, and
 //! recovers without a restart.
 
-use crate::support::{get_client, install_plugin, metric_value, Backend, HttpClient, Reply};
+use crate::support::{
+    get_client, install_plugin, metric_value, serve_gateway_as_child, Backend, HttpClient, Reply,
+};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -161,25 +163,7 @@ async fn gateway_child_process() {
     let Ok(dir) = std::env::var(CHILD) else {
         return;
     };
-    let dir = Path::new(&dir);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-    // The parent holds our stdin: its end (or death) ends us.
-    std::thread::spawn(|| {
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        std::process::exit(0);
-    });
-    let gateway = wasmgate::start(&dir.join("gateway.yaml"))
-        .await
-        .expect("gateway starts");
-    let tmp = dir.join("addresses.tmp");
-    let admin = gateway.admin_address.expect("admin listener");
-    std::fs::write(&tmp, format!("{} {admin}", gateway.addresses[0])).unwrap();
-    std::fs::rename(&tmp, dir.join("addresses")).unwrap();
-    std::future::pending::<()>().await;
+    serve_gateway_as_child(Path::new(&dir)).await;
 }
 
 /// A gateway in a child process, its stderr collected as it comes.

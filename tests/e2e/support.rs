@@ -642,3 +642,31 @@ macro_rules! eventually {
     }};
 }
 pub(crate) use eventually;
+
+/// The child's part of a gateway run as a child process of this test
+/// binary (`descriptors`, `redis`): runs the gateway from `dir/gateway.yaml`
+/// until the parent closes our stdin, and once listening writes
+/// `dir/addresses` as `<listener> <admin or ->`, renamed into place whole.
+pub async fn serve_gateway_as_child(dir: &Path) {
+    use std::io::Read;
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+    // The parent holds our stdin: its end (or death) ends us.
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+    let gateway = wasmgate::start(&dir.join("gateway.yaml"))
+        .await
+        .expect("gateway starts");
+    let admin = gateway
+        .admin_address
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    let tmp = dir.join("addresses.tmp");
+    std::fs::write(&tmp, format!("{} {admin}", gateway.addresses[0])).unwrap();
+    std::fs::rename(&tmp, dir.join("addresses")).unwrap();
+    std::future::pending::<()>().await;
+}
