@@ -25,6 +25,7 @@ mod observability;
 mod pki;
 mod polyglot;
 mod protocol;
+mod proxy_wasm;
 mod rate_limit;
 mod reload;
 mod reload_state;

@@ -9,13 +9,14 @@ use crate::config::OnError;
 use crate::http::convert::apply_header_changes;
 use crate::plugin::bounds;
 use crate::plugin::component::bindings::{Request, RequestAction, Response};
-use crate::plugin::{PluginFault, PluginPool, RequestContext};
+use crate::plugin::entry::StepState;
+use crate::plugin::{EntryPool, PluginFault, RequestContext};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One entry of a chain.
+/// One entry of a chain: a WIT component or a Proxy-Wasm filter.
 pub struct Step {
-    pub pool: Arc<PluginPool>,
+    pub pool: Arc<EntryPool>,
     pub on_error: OnError,
 }
 
@@ -29,6 +30,10 @@ pub struct Chain {
     /// Some plugin reads the response body: buffer it.
     pub wants_response_body: bool,
 }
+
+/// What each step keeps of one request between its phases (a Proxy-Wasm
+/// filter's HTTP context); made by [`Chain::states`], one per request.
+pub struct StepStates(Vec<StepState>);
 
 /// How the request phase ended.
 pub enum RequestOutcome {
@@ -67,6 +72,11 @@ impl Chain {
         self.steps.is_empty()
     }
 
+    /// Fresh per-request state for every step.
+    pub fn states(&self) -> StepStates {
+        StepStates(self.steps.iter().map(|_| StepState::default()).collect())
+    }
+
     /// The steps, in chain order.
     pub fn steps(&self) -> &[Step] {
         &self.steps
@@ -78,15 +88,16 @@ impl Chain {
         &self,
         request: &mut Request,
         context: &mut RequestContext,
+        states: &mut StepStates,
     ) -> RequestOutcome {
-        for (i, step) in self.steps.iter().enumerate() {
+        for ((i, step), state) in self.steps.iter().enumerate().zip(&mut states.0) {
             let hidden_body = if step.pool.info().wants_request_body {
                 None
             } else {
                 request.body.take()
             };
             let started = Instant::now();
-            let result = step.pool.on_request(request, context).await;
+            let result = step.pool.on_request(request, context, state).await;
             observe_call(step, "request", started);
             if hidden_body.is_some() {
                 request.body = hidden_body;
@@ -126,8 +137,9 @@ impl Chain {
         route: &str,
         response: &mut Response,
         context: &mut RequestContext,
+        states: &mut StepStates,
     ) -> Result<(), ChainFault> {
-        for step in self.steps[..ran].iter().rev() {
+        for (step, state) in self.steps[..ran].iter().zip(&mut states.0).rev() {
             let info = step.pool.info();
             if !info.wants_response {
                 continue;
@@ -138,7 +150,7 @@ impl Chain {
                 response.body.take()
             };
             let started = Instant::now();
-            let result = step.pool.on_response(response, context).await;
+            let result = step.pool.on_response(response, context, state).await;
             observe_call(step, "response", started);
             if hidden_body.is_some() {
                 response.body = hidden_body;

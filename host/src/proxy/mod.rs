@@ -25,7 +25,7 @@ use crate::observe::span_export::RequestSpan;
 use crate::observe::tracecontext::{TraceContext, TRACEPARENT};
 use crate::plugin::component::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
-use crate::proxy::chain::{ChainFault, RequestOutcome};
+use crate::proxy::chain::{ChainFault, RequestOutcome, StepStates};
 use crate::tls::TlsInfo;
 use crate::upstream::{call, HttpClient};
 use bytes::Bytes;
@@ -325,7 +325,11 @@ impl Proxy<'_> {
         if let Some(identity) = self.tls.and_then(|tls| tls.client.as_ref()) {
             identity.seed(&mut context);
         }
-        let (response, ran) = match chain.on_request(&mut request, &mut context).await {
+        let mut states = chain.states();
+        let (response, ran) = match chain
+            .on_request(&mut request, &mut context, &mut states)
+            .await
+        {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
             RequestOutcome::Respond { response, ran } => {
                 self.outcome.update(|o| {
@@ -350,13 +354,19 @@ impl Proxy<'_> {
                     return upstream_response.map(boxed);
                 }
                 return self
-                    .response_phase(upstream_response, ran, &mut context, deadline)
+                    .response_phase(upstream_response, ran, &mut context, &mut states, deadline)
                     .await;
             }
         };
         let mut response = response;
         if let Err(fault) = chain
-            .on_response(ran, &self.route.name, &mut response, &mut context)
+            .on_response(
+                ran,
+                &self.route.name,
+                &mut response,
+                &mut context,
+                &mut states,
+            )
             .await
         {
             return self.plugin_failure(&fault);
@@ -371,6 +381,7 @@ impl Proxy<'_> {
         upstream: Response<Incoming>,
         ran: usize,
         context: &mut RequestContext,
+        states: &mut StepStates,
         deadline: Instant,
     ) -> Response<Body> {
         let (parts, body) = upstream.into_parts();
@@ -393,7 +404,7 @@ impl Proxy<'_> {
         if let Err(fault) = self
             .route
             .chain
-            .on_response(ran, &self.route.name, &mut response, context)
+            .on_response(ran, &self.route.name, &mut response, context, states)
             .await
         {
             return self.plugin_failure(&fault);
