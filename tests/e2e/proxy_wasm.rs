@@ -79,16 +79,16 @@ async fn headers_filter_edits_both_directions_and_reads_properties() {
     assert_eq!(admin["entries"][0]["route"], "r");
 }
 
-/// Starts a gateway whose only route runs `plugins` (YAML list lines) and
+/// Starts a gateway whose only route runs `entries` (YAML list lines) and
 /// returns why it refused to start.
-async fn start_fails(plugins: &str) -> String {
+async fn start_fails(entries: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     for (file, name) in filters() {
         std::fs::copy(file, plugins.join(format!("{name}.wasm"))).unwrap();
     }
-    let config = format!("listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\nupstreams:\n  a: {{ targets: ['127.0.0.1:9'] }}\nroutes:\n  - name: r\n    upstream: a\n    plugins:\n{plugins}");
+    let config = format!("listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\nupstreams:\n  a: {{ targets: ['127.0.0.1:9'] }}\nroutes:\n  - name: r\n    upstream: a\n    plugins:\n{entries}");
     let path = dir.path().join("gateway.yaml");
     std::fs::write(&path, config).unwrap();
     crate::support::capture_gateway_log();
