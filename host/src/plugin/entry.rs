@@ -9,6 +9,10 @@ use crate::plugin::{CompiledPlugin, PluginFault, PluginPool, RequestContext};
 use std::sync::Arc;
 
 /// A route entry's pool of warm instances.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per route entry, built at load and kept behind an Arc"
+)]
 pub enum EntryPool {
     /// A WIT component (`wasmgate:plugin`).
     Component(PluginPool),

@@ -48,14 +48,20 @@ impl FilterState {
     }
 }
 
+/// `proxy_on_{request,response}_{headers,body}(context, size, end_of_stream) -> action`.
+type StreamCallback = TypedFunc<(i32, i32, i32), i32>;
+
+/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
+type CallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
 /// The callbacks the host calls; absent ones are skipped.
 struct Callbacks {
     context_create: TypedFunc<(i32, i32), ()>,
-    request_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
-    request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
-    response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
-    http_call_response: Option<TypedFunc<(i32, i32, i32, i32, i32), ()>>,
+    request_headers: Option<StreamCallback>,
+    request_body: Option<StreamCallback>,
+    response_headers: Option<StreamCallback>,
+    response_body: Option<StreamCallback>,
+    http_call_response: Option<CallResponseCallback>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -209,7 +215,7 @@ impl FilterInstance {
     /// A stream callback's `Action` recorded on the stream.
     async fn stream_callback(
         &mut self,
-        f: Option<TypedFunc<(i32, i32, i32), i32>>,
+        f: Option<StreamCallback>,
         id: u32,
         size: usize,
         end_of_stream: bool,
