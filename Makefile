@@ -78,6 +78,7 @@ $(POLYGLOT_DIR)/%.wasm: $$(wildcard examples/plugins/$$*/*.*) examples/plugins/$
 lint: plugins
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release -p wasmgate --no-default-features --lib -- -D warnings
 
 bench: plugins polyglot
 	$(CARGO) bench -p wasmgate --bench plugin_call

@@ -12,7 +12,7 @@
 #                                            # built from an older commit), interleaved, for ratios
 #
 # Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy,
-# (3) wasmgate without plugins, (4) one trivial plugin, (5) a realistic chain,
+# (3) wasmgate without plugins, (4) one trivial plugin, (4b) the api-key plugin, (5) a realistic chain,
 # (6) the same chain while one of its plugin files is replaced 20 times.
 # Prints a Markdown table (req/s, latency, and the proxy's CPU time per
 # request: the stable figure on a shared machine), the ratios, run 6's failures and longest stall,
@@ -68,6 +68,10 @@ routes:
     match: { path_prefix: /trivial }
     upstream: echo
     plugins: [{ name: probe, config: { noop: true } }]
+  - name: key
+    match: { path_prefix: /key }
+    upstream: echo
+    plugins: [{ name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }]
 YAML
 if [[ $have_chain == 1 ]]; then
 cat >> "$work/gateway.yaml" <<YAML
@@ -135,8 +139,8 @@ done
 nginx_pid=$(cat "$work/nginx.pid")
 pids+=("$nginx_pid")
 
-cases=(upstream nginx gateway-0 gateway-1)
-[[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1)
+cases=(upstream nginx gateway-0 gateway-1 gateway-key)
+[[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1 baseline-key)
 [[ $have_chain == 1 ]] && cases+=(chain chain-reload)
 if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
 url() {
@@ -145,6 +149,8 @@ url() {
     nginx) echo "http://127.0.0.1:$NGINX_PORT/bare" ;;
     gateway-0) echo "http://127.0.0.1:$GATEWAY_PORT/bare" ;;
     gateway-1) echo "http://127.0.0.1:$GATEWAY_PORT/trivial" ;;
+    gateway-key) echo "http://127.0.0.1:$GATEWAY_PORT/key" ;;
+    baseline-key) echo "http://127.0.0.1:$BASELINE_PORT/key" ;;
     baseline-0) echo "http://127.0.0.1:$BASELINE_PORT/bare" ;;
     baseline-1) echo "http://127.0.0.1:$BASELINE_PORT/trivial" ;;
     chain | chain-reload) echo "http://127.0.0.1:$GATEWAY_PORT/chain" ;;
@@ -191,7 +197,7 @@ for round in $(seq "$ROUNDS"); do
     if [[ $c == chain-reload ]]; then reload_loop & loader=$!; fi
     measured=$(proxy_pids "$c")
     ticks_before=$(cpu_ticks "$measured")
-    out=$(wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H "authorization: Bearer $TOKEN" "$(url "$c")")
+    out=$(wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H "authorization: Bearer $TOKEN" -H "x-api-key: bench-key-0001" "$(url "$c")")
     ticks=$(( $(cpu_ticks "$measured") - ticks_before ))
     [[ -n $loader ]] && wait "$loader"
     requests=$(awk '/requests in/ { print $1 }' <<<"$out")
@@ -221,12 +227,13 @@ for c in "${cases[@]}"; do
 done
 echo
 echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]:-}" "${med[nginx]:-}"), p99 gateway-0 / nginx = $(ratio "$(median "${p99[gateway-0]:-}")" "$(median "${p99[nginx]:-}")")"
-echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]:-}" "${med[gateway-0]:-}")"
+echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]:-}" "${med[gateway-0]:-}"), gateway-key / gateway-0 = $(ratio "${med[gateway-key]:-}" "${med[gateway-0]:-}")"
+echo "CPU added by api-key: $(awk -v a="${cpu[gateway-key]:-0}" -v b="${cpu[gateway-0]:-0}" 'BEGIN { printf "%.1f", a - b }') µs per request"
 echo "gateway-0 / upstream = $(ratio "${med[gateway-0]:-}" "${med[upstream]:-}")"
 echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]:-}" "${cpu[nginx]:-}")"
 if [[ -n "${BASELINE:-}" ]]; then
   echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]:-}" "${med[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]:-}" "${med[baseline-1]:-}")"
-  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}")"
+  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}"), gateway-key / baseline-key = $(ratio "${cpu[gateway-key]:-}" "${cpu[baseline-key]:-}")"
 fi
 if [[ $have_chain == 1 ]]; then
   echo "chain / gateway-0 = $(ratio "${med[chain]:-}" "${med[gateway-0]:-}")"
@@ -239,6 +246,6 @@ else
   echo "chain cases skipped: not all of ${chain_plugins[*]} are built"
 fi
 echo "gateway peak RSS: $(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$gateway_pid/status")"
-for c in upstream nginx gateway-0 gateway-1; do
+for c in upstream nginx gateway-0 gateway-1 gateway-key; do
   [[ ${bad[$c]:-0} == 0 ]] || { echo "$c had ${bad[$c]} failed requests" >&2; exit 1; }
 done

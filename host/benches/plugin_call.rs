@@ -250,15 +250,17 @@ fn builtin_plugins(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Ar
 fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<PluginRuntime>) {
     use wasmgate::config::OnError;
     use wasmgate::proxy::chain::{Chain, RequestOutcome, Step};
-    let step = |name: &str, config: &str| Step {
-        pool: Arc::new(EntryPool::Component(pool(
-            rt,
-            runtime,
-            plugin_file("plugins", name),
-            config,
-            PluginLimits::default(),
-        ))),
-        on_error: OnError::FailClosed,
+    let step = |name: &str, config: &str| {
+        Step::new(
+            Arc::new(EntryPool::Component(pool(
+                rt,
+                runtime,
+                plugin_file("plugins", name),
+                config,
+                PluginLimits::default(),
+            ))),
+            OnError::FailClosed,
+        )
     };
     let chain = Chain::new(vec![
         step(
@@ -281,20 +283,31 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
     c.bench_function("chain/api-key+headers/request+response", |b| {
         b.to_async(rt).iter_custom(|iters| {
             let (chain, req, response) = (&chain, req.clone(), response.clone());
+            let map = wasmgate::http::convert::header_map(&req.headers);
+            let response_map = wasmgate::http::convert::header_map(&response.headers);
             async move {
                 let started = std::time::Instant::now();
                 for _ in 0..iters {
                     let mut req = req.clone();
+                    let mut headers = map.clone();
                     let mut context = RequestContext::new();
                     let mut states = chain.states();
-                    let RequestOutcome::Forward { ran } =
-                        chain.on_request(&mut req, &mut context, &mut states).await
+                    let RequestOutcome::Forward { ran } = chain
+                        .on_request(&mut req, &mut headers, &mut context, &mut states)
+                        .await
                     else {
                         panic!("the chain lets a valid key through")
                     };
                     let mut response = response.clone();
                     chain
-                        .on_response(ran, "bench", &mut response, &mut context, &mut states)
+                        .on_response(
+                            ran,
+                            "bench",
+                            &mut response,
+                            &mut response_map.clone(),
+                            &mut context,
+                            &mut states,
+                        )
                         .await
                         .unwrap();
                 }
@@ -410,10 +423,7 @@ fn proxy_wasm_vs_wit(
                 Arc::new(Grants::all()),
             ))
             .unwrap();
-        Chain::new(vec![Step {
-            pool: Arc::new(pool),
-            on_error: OnError::FailClosed,
-        }])
+        Chain::new(vec![Step::new(Arc::new(pool), OnError::FailClosed)])
     };
     let wit = entry(
         "plugins",
@@ -443,20 +453,31 @@ fn proxy_wasm_vs_wit(
         group.bench_function(name, |b| {
             b.to_async(rt).iter_custom(|iters| {
                 let (req, response) = (req.clone(), response.clone());
+                let map = wasmgate::http::convert::header_map(&req.headers);
+                let response_map = wasmgate::http::convert::header_map(&response.headers);
                 async move {
                     let started = std::time::Instant::now();
                     for _ in 0..iters {
                         let mut req = req.clone();
+                        let mut headers = map.clone();
                         let mut context = RequestContext::new();
                         let mut states = chain.states();
-                        let RequestOutcome::Forward { ran } =
-                            chain.on_request(&mut req, &mut context, &mut states).await
+                        let RequestOutcome::Forward { ran } = chain
+                            .on_request(&mut req, &mut headers, &mut context, &mut states)
+                            .await
                         else {
                             panic!("the request goes on")
                         };
                         let mut response = response.clone();
                         chain
-                            .on_response(ran, "bench", &mut response, &mut context, &mut states)
+                            .on_response(
+                                ran,
+                                "bench",
+                                &mut response,
+                                &mut response_map.clone(),
+                                &mut context,
+                                &mut states,
+                            )
                             .await
                             .unwrap();
                         assert!(response.headers.iter().any(|(n, _)| n == "x-pw-response"));

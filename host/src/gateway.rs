@@ -116,10 +116,7 @@ impl Gateway {
                         Arc::new(grants),
                     )
                     .await?;
-                steps.push(Step {
-                    pool: Arc::new(pool),
-                    on_error: entry.on_error,
-                });
+                steps.push(Step::new(Arc::new(pool), entry.on_error));
             }
             let upstream = upstreams[&route.upstream].clone();
             let max_body_bytes = route.max_body_bytes.unwrap_or(config.limits.max_body_bytes);

@@ -171,17 +171,9 @@ async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, StartError
 /// Starts the gateway from a config file: builds the first generation, binds
 /// every listener, and watches the config and plugin files for hot reload.
 pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
-    let Built {
-        config,
-        tls,
-        upstreams,
-        client,
-        kv,
-        runtime,
-        catalog,
-        gateway,
-    } = build(config_path).await?;
-    upstreams.publish(gateway.upstreams.clone());
+    let built = build(config_path).await?;
+    let (config, upstreams) = (built.config, built.upstreams);
+    upstreams.publish(built.gateway.upstreams.clone());
     let spans = match &config.tracing.otlp {
         Some(otlp) => Some(Arc::new(SpanExport::start(
             otlp,
@@ -190,9 +182,9 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         None => None,
     };
     let shared = Arc::new(Shared {
-        gateway: arc_swap::ArcSwap::from_pointee(gateway),
+        gateway: arc_swap::ArcSwap::from_pointee(built.gateway),
         upstreams,
-        client,
+        client: built.client,
         spans: spans.clone(),
     });
 
@@ -212,27 +204,28 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         descriptors::max_connections_per_listener(config.limits.max_connections, listeners.len());
     let reloader = Arc::new(Reloader::new(
         config_path.to_path_buf(),
-        runtime,
+        built.runtime,
         shared.clone(),
         config,
-        catalog,
+        built.catalog,
     ));
     let watcher =
         reload::watch(reloader.clone(), &plugin_dir).map_err(|source| StartError::Watch {
             path: plugin_dir.clone(),
             source,
         })?;
-    let certificate_watcher =
-        certificates::watch(tls.iter().flatten().cloned().collect(), reloader.clone()).map_err(
-            |source| StartError::Watch {
-                path: config_path.to_path_buf(),
-                source,
-            },
-        )?;
+    let certificate_watcher = certificates::watch(
+        built.tls.iter().flatten().cloned().collect(),
+        reloader.clone(),
+    )
+    .map_err(|source| StartError::Watch {
+        path: config_path.to_path_buf(),
+        source,
+    })?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let listeners = listeners
         .into_iter()
-        .zip(tls)
+        .zip(built.tls)
         .enumerate()
         .map(|(index, (socket, tls))| {
             tokio::spawn(server::serve(
@@ -249,7 +242,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         })
         .collect();
     // Expired kv entries are freed even if nobody reads them again.
-    let mut tasks = vec![tokio::spawn(kv::sweep_forever(kv, sweep_interval))];
+    let mut tasks = vec![tokio::spawn(kv::sweep_forever(built.kv, sweep_interval))];
     let admin_address = match &admin {
         Some(admin) => {
             let listener = bind(admin.address).await?;

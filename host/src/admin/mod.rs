@@ -18,6 +18,9 @@
 //! With `admin.token` set, everything but `/healthz` and `/readyz` needs
 //! `Authorization: Bearer <token>` (the page also takes `?token=`, and
 //! passes it on to the endpoints it polls).
+//!
+//! Lives here: the admin routes and the [`dashboard`]. May use the gateway
+//! generation, `reload` (events), `upstream::report` and `observe`.
 
 pub mod dashboard;
 

@@ -46,6 +46,34 @@ pub fn header_map(list: &[(String, String)]) -> HeaderMap {
 /// The most entries a header map is given up front (it holds at most 32768).
 const MAX_HEADER_MAP: usize = 1 << 12;
 
+/// Applies a plugin's header edits to a header map the same way
+/// [`apply_header_changes`] applies them to the list: remove, then set,
+/// then append. The chain keeps the request's map in step with the list
+/// the plugins see, so the upstream request needs no rebuild from strings.
+/// Edits that are not valid HTTP are dropped (the chain has refused them
+/// already, see `plugin::bounds`; this is the last line).
+pub fn apply_header_changes_to_map(map: &mut HeaderMap, changes: &HeaderChanges) {
+    for name in changes
+        .remove
+        .iter()
+        .chain(changes.set.iter().map(|(n, _)| n))
+    {
+        if let Ok(name) = HeaderName::try_from(name.as_str()) {
+            map.remove(name);
+        }
+    }
+    for (name, value) in changes.set.iter().chain(&changes.append) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            if map.try_append(name, value).is_err() {
+                tracing::debug!("dropping a header a plugin set: the map is full");
+            }
+        }
+    }
+}
+
 /// Applies a plugin's header edits: remove, then set, then append.
 pub fn apply_header_changes(headers: &mut Vec<(String, String)>, changes: HeaderChanges) {
     if !changes.remove.is_empty() || !changes.set.is_empty() {
@@ -85,6 +113,22 @@ mod tests {
             },
         );
         assert_eq!(headers, h(&[("c", "4"), ("b", "9"), ("c", "5")]));
+    }
+
+    #[test]
+    fn the_map_and_the_list_take_the_same_edits() {
+        let start = h(&[("a", "1"), ("b", "2"), ("b", "3"), ("c", "4")]);
+        let changes = HeaderChanges {
+            remove: vec!["A".into()],
+            set: h(&[("B", "9")]),
+            append: h(&[("c", "5"), ("bad name", "x")]),
+        };
+        let mut map = header_map(&start);
+        apply_header_changes_to_map(&mut map, &changes);
+        let mut list = start;
+        apply_header_changes(&mut list, changes);
+        assert_eq!(map, header_map(&list));
+        assert_eq!(map.len(), 3);
     }
 
     #[test]

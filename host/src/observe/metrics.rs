@@ -51,109 +51,125 @@ const PLUGIN_CALL_BUCKETS: &[f64] = &[
 /// The route label of a request no route matched.
 pub const NO_ROUTE: &str = "_unmatched";
 
-static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
-    let registry = Registry::new();
-    let counter = |name: &str, help: &str, labels: &[&str]| {
-        let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-        registry
-            .register(Box::new(vec.clone()))
-            .expect("registered once");
-        vec
-    };
-    let histogram = |name: &str, help: &str, labels: &[&str], buckets: Option<&[f64]>| {
+/// Creates the gateway's own series and registers them in one registry.
+/// Each is registered once, at first use, with a name and labels written in
+/// the code, so a failure here is a bug and panics.
+pub struct Series<'a>(pub &'a Registry);
+
+impl Series<'_> {
+    fn register<C: prometheus::core::Collector + Clone + 'static>(&self, collector: C) -> C {
+        self.0
+            .register(Box::new(collector.clone()))
+            .expect("each gateway series is registered once");
+        collector
+    }
+
+    /// A counter family.
+    pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    /// A gauge family.
+    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    /// A single gauge without labels.
+    pub fn single_gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    /// A histogram family; `buckets` replaces the default ones (5 ms to 10 s).
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Option<&[f64]>,
+    ) -> HistogramVec {
         let mut opts = HistogramOpts::new(name, help);
         if let Some(buckets) = buckets {
             opts = opts.buckets(buckets.to_vec());
         }
-        let vec = HistogramVec::new(opts, labels).expect("valid metric");
-        registry
-            .register(Box::new(vec.clone()))
-            .expect("registered once");
-        vec
-    };
-    let gauge = |name: &str, help: &str, labels: &[&str]| {
-        let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-        registry
-            .register(Box::new(vec.clone()))
-            .expect("registered once");
-        vec
-    };
-    let kv_max_bytes = IntGauge::new("wasmgate_kv_max_bytes", "The kv store's memory budget")
-        .expect("valid metric");
-    registry
-        .register(Box::new(kv_max_bytes.clone()))
-        .expect("registered once");
+        self.register(HistogramVec::new(opts, labels).expect("valid metric"))
+    }
+}
+
+static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let series = Series(&registry);
+    let kv_max_bytes = series.single_gauge("wasmgate_kv_max_bytes", "The kv store's memory budget");
     GatewayMetrics {
-        plugin_faults: counter(
+        plugin_faults: series.counter(
             "wasmgate_plugin_faults_total",
             "Plugin calls that trapped, timed out or broke their memory cap",
             &["plugin", "kind"],
         ),
-        plugin_refusals: counter(
+        plugin_refusals: series.counter(
             "wasmgate_plugin_refusals_total",
             "Capability calls and hook results the host refused a plugin",
             &["plugin", "what", "reason"],
         ),
-        reloads: counter(
+        reloads: series.counter(
             "wasmgate_reloads_total",
             "Hot-reload attempts of the config or plugin files",
             &["result"],
         ),
-        requests: counter(
+        requests: series.counter(
             "wasmgate_requests_total",
             "Requests answered, by route and status class",
             &["route", "status_class"],
         ),
-        request_duration: histogram(
+        request_duration: series.histogram(
             "wasmgate_request_duration_seconds",
             "Time from request head to response head",
             &["route"],
             None,
         ),
-        upstream_duration: histogram(
+        upstream_duration: series.histogram(
             "wasmgate_upstream_duration_seconds",
             "Time an upstream took to answer with its response head",
             &["upstream"],
             None,
         ),
-        plugin_call_duration: histogram(
+        plugin_call_duration: series.histogram(
             "wasmgate_plugin_call_duration_seconds",
             "Wall time of one plugin hook call",
             &["plugin", "phase"],
             Some(PLUGIN_CALL_BUCKETS),
         ),
-        active_connections: gauge(
+        active_connections: series.gauge(
             "wasmgate_active_connections",
             "Client connections currently open",
             &["listener"],
         ),
-        plugin_breaker_open: gauge(
+        plugin_breaker_open: series.gauge(
             "wasmgate_plugin_breaker_open",
             "1 while a route entry's plugin fault breaker is open or probing",
             &["route", "plugin"],
         ),
-        plugin_breaker_trips: counter(
+        plugin_breaker_trips: series.counter(
             "wasmgate_plugin_breaker_trips_total",
             "Times a route entry's plugin fault breaker tripped",
             &["route", "plugin"],
         ),
-        plugin_calls_rejected: counter(
+        plugin_calls_rejected: series.counter(
             "wasmgate_plugin_calls_rejected_total",
             "Plugin calls not run: breaker open, or the entry's concurrency cap full",
             &["route", "plugin", "reason"],
         ),
         kv: KvMetrics {
-            bytes: gauge(
+            bytes: series.gauge(
                 "wasmgate_kv_bytes",
                 "Bytes held by the kv store (keys, values, bookkeeping), by namespace",
                 &["namespace"],
             ),
-            entries: gauge(
+            entries: series.gauge(
                 "wasmgate_kv_entries",
                 "Entries held by the kv store, by namespace",
                 &["namespace"],
             ),
-            evictions: counter(
+            evictions: series.counter(
                 "wasmgate_kv_evictions_total",
                 "kv entries removed because they expired or to stay within budget (lru)",
                 &["namespace", "reason"],

@@ -273,8 +273,7 @@ fn check_status(status: u16) -> Result<(), Refusal> {
     }
 }
 
-/// A body's size within [`MAX_BODY_BYTES`].
-pub fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
+fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
     if len > MAX_BODY_BYTES {
         return Err(Refusal::new(
             what,
@@ -287,7 +286,7 @@ pub fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
 
 /// A path (must start with `/`) and query a request hook sets: valid in a
 /// URI, with nothing lost in parsing (no `?` in the path, no `#`).
-pub fn check_path_and_query(path: Option<&str>, query: Option<&str>) -> Result<(), Refusal> {
+fn check_path_and_query(path: Option<&str>, query: Option<&str>) -> Result<(), Refusal> {
     let invalid = |detail: String| Err(Refusal::new("request", "invalid_path", detail));
     let path = path.unwrap_or("/");
     let query = query.filter(|q| !q.is_empty());
@@ -315,8 +314,7 @@ pub fn check_path_and_query(path: Option<&str>, query: Option<&str>) -> Result<(
 }
 
 /// A header list a plugin produced: bounded, every name and value valid HTTP.
-/// A header list: count, size, and every name and value valid in HTTP.
-pub fn check_headers(what: &'static str, headers: &[(String, String)]) -> Result<(), Refusal> {
+fn check_headers(what: &'static str, headers: &[(String, String)]) -> Result<(), Refusal> {
     check_header_count(what, headers.len(), headers_bytes(headers))?;
     for (name, value) in headers {
         check_header(what, name, Some(value))?;

@@ -61,8 +61,7 @@ impl EntryPool {
         }
     }
 
-    /// The request hook. A component returns its changes; a filter edits
-    /// `request` in place and returns no changes, or answers.
+    /// The request hook: the plugin's changes to `request`, or its answer.
     pub async fn on_request(
         &self,
         request: &mut Request,

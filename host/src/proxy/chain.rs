@@ -6,11 +6,13 @@
 //! run. Bodies are handed only to plugins that asked for them.
 
 use crate::config::OnError;
-use crate::http::convert::apply_header_changes;
+use crate::http::convert::{apply_header_changes, apply_header_changes_to_map};
 use crate::plugin::bounds;
 use crate::plugin::component::bindings::{Request, RequestAction, Response};
 use crate::plugin::entry::StepState;
 use crate::plugin::{EntryPool, PluginFault, RequestContext};
+use http::HeaderMap;
+use prometheus::Histogram;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +20,37 @@ use std::time::Instant;
 pub struct Step {
     pub pool: Arc<EntryPool>,
     pub on_error: OnError,
+    /// This entry's call-duration series, request and response phase, looked
+    /// up once here rather than by label on every call.
+    timers: [Histogram; 2],
+}
+
+impl Step {
+    /// An entry running `pool`, failing per `on_error`.
+    pub fn new(pool: Arc<EntryPool>, on_error: OnError) -> Step {
+        let timer = |phase: &str| {
+            crate::observe::metrics::metrics()
+                .plugin_call_duration
+                .with_label_values(&[pool.name(), phase])
+        };
+        Step {
+            timers: [timer("request"), timer("response")],
+            pool,
+            on_error,
+        }
+    }
+
+    /// Records how long one hook call took, faults included.
+    fn observe_call(&self, phase: Phase, started: Instant) {
+        self.timers[phase as usize].observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The two hook phases, as indexes of [`Step`]'s timers.
+#[derive(Clone, Copy)]
+enum Phase {
+    Request = 0,
+    Response = 1,
 }
 
 /// A route's ordered plugins plus what the chain as a whole needs.
@@ -83,10 +116,12 @@ impl Chain {
     }
 
     /// Runs the request hooks in order, applying each plugin's edits to
-    /// `request` before the next plugin sees it.
+    /// `request` before the next plugin sees it, and its header edits to
+    /// `headers` too (the same headers as a map, what goes upstream).
     pub async fn on_request(
         &self,
         request: &mut Request,
+        headers: &mut HeaderMap,
         context: &mut RequestContext,
         states: &mut StepStates,
     ) -> RequestOutcome {
@@ -98,12 +133,13 @@ impl Chain {
             };
             let started = Instant::now();
             let result = step.pool.on_request(request, context, state).await;
-            observe_call(step, "request", started);
+            step.observe_call(Phase::Request, started);
             if hidden_body.is_some() {
                 request.body = hidden_body;
             }
             match result {
                 Ok(RequestAction::Continue(changes)) => {
+                    apply_header_changes_to_map(headers, &changes.headers);
                     apply_header_changes(&mut request.headers, changes.headers);
                     if let Some(path) = changes.path {
                         request.path = path;
@@ -130,12 +166,15 @@ impl Chain {
         }
     }
 
-    /// Runs the response hooks of the first `ran` plugins in reverse order.
+    /// Runs the response hooks of the first `ran` plugins in reverse order,
+    /// applying header edits to `response` and to `headers` (the same
+    /// headers as a map, what goes to the client).
     pub async fn on_response(
         &self,
         ran: usize,
         route: &str,
         response: &mut Response,
+        headers: &mut HeaderMap,
         context: &mut RequestContext,
         states: &mut StepStates,
     ) -> Result<(), ChainFault> {
@@ -151,12 +190,13 @@ impl Chain {
             };
             let started = Instant::now();
             let result = step.pool.on_response(response, context, state).await;
-            observe_call(step, "response", started);
+            step.observe_call(Phase::Response, started);
             if hidden_body.is_some() {
                 response.body = hidden_body;
             }
             match result {
                 Ok(changes) => {
+                    apply_header_changes_to_map(headers, &changes.headers);
                     apply_header_changes(&mut response.headers, changes.headers);
                     if let Some(status) = changes.status {
                         response.status = status;
@@ -222,12 +262,4 @@ impl Chain {
             fault,
         })
     }
-}
-
-/// Records how long one hook call of `step` took, faults included.
-fn observe_call(step: &Step, phase: &str, started: Instant) {
-    crate::observe::metrics::metrics()
-        .plugin_call_duration
-        .with_label_values(&[step.pool.name(), phase])
-        .observe(started.elapsed().as_secs_f64());
 }

@@ -4,6 +4,9 @@
 //! plugin phases when the route has plugins; [`Proxy::forward`] is the plain
 //! reverse-proxy path both end in. A route without plugins never converts
 //! headers or buffers bodies.
+//!
+//! Lives here: [`handle`], the [`router`] and the plugin [`chain`]. May use
+//! `http`, `plugin`, `upstream`, `observe` and the gateway generation.
 #![expect(
     clippy::result_large_err,
     reason = "an `Err` here is the finished error response to send; boxing it buys nothing"
@@ -325,9 +328,10 @@ impl Proxy<'_> {
         if let Some(identity) = self.tls.and_then(|tls| tls.client.as_ref()) {
             identity.seed(&mut context);
         }
+        let mut headers = parts.headers;
         let mut states = chain.states();
         let (response, ran) = match chain
-            .on_request(&mut request, &mut context, &mut states)
+            .on_request(&mut request, &mut headers, &mut context, &mut states)
             .await
         {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
@@ -341,7 +345,7 @@ impl Proxy<'_> {
             RequestOutcome::Forward { ran } => {
                 let stream = stream.map(|body| self.capped(body));
                 let upstream_request =
-                    match rebuild_request(&parts.method, request, stream, self.paths) {
+                    match rebuild_request(&parts.method, request, headers, stream, self.paths) {
                         Ok(r) => r,
                         Err(error) => return error,
                     };
@@ -359,11 +363,13 @@ impl Proxy<'_> {
             }
         };
         let mut response = response;
+        let mut headers = header_map(&response.headers);
         if let Err(fault) = chain
             .on_response(
                 ran,
                 &self.route.name,
                 &mut response,
+                &mut headers,
                 &mut context,
                 &mut states,
             )
@@ -371,7 +377,7 @@ impl Proxy<'_> {
         {
             return self.plugin_failure(&fault);
         }
-        plugin_response(response)
+        plugin_response(response, headers)
     }
 
     /// Runs the response hooks over an upstream response, buffering its body
@@ -401,21 +407,29 @@ impl Proxy<'_> {
             headers: header_list(&parts.headers),
             body: buffered,
         };
+        let mut headers = parts.headers;
         if let Err(fault) = self
             .route
             .chain
-            .on_response(ran, &self.route.name, &mut response, context, states)
+            .on_response(
+                ran,
+                &self.route.name,
+                &mut response,
+                &mut headers,
+                context,
+                states,
+            )
             .await
         {
             return self.plugin_failure(&fault);
         }
         match (response.body.is_some(), stream) {
             (false, Some(stream)) => {
-                let mut out = plugin_response(response);
+                let mut out = plugin_response(response, headers);
                 *out.body_mut() = boxed(stream);
                 out
             }
-            _ => plugin_response(response),
+            _ => plugin_response(response, headers),
         }
     }
 
@@ -597,6 +611,7 @@ enum Forwarded {
 fn rebuild_request(
     method: &Method,
     request: PluginRequest,
+    mut headers: HeaderMap,
     stream: Option<Body>,
     paths: PathPolicy,
 ) -> Result<Request<Body>, Response<Body>> {
@@ -618,7 +633,6 @@ fn rebuild_request(
             "a plugin produced an invalid path or query",
         )
     })?;
-    let mut headers = header_map(&request.headers);
     let body = match (request.body, stream) {
         (Some(bytes), _) => {
             headers.remove(header::CONTENT_LENGTH);
@@ -669,7 +683,7 @@ fn body_too_large(limit: usize) -> Response<Body> {
 }
 
 /// A plugin-produced (or plugin-edited) response as an HTTP response.
-fn plugin_response(response: PluginResponse) -> Response<Body> {
+fn plugin_response(response: PluginResponse, mut headers: HeaderMap) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         tracing::error!(
             status = response.status,
@@ -681,7 +695,6 @@ fn plugin_response(response: PluginResponse) -> Response<Body> {
             "a plugin produced an invalid status",
         );
     };
-    let mut headers = header_map(&response.headers);
     strip_hop_by_hop(&mut headers);
     let body = match response.body {
         Some(bytes) => {

@@ -2,6 +2,10 @@
 //! compiled and initialised off the request path and swapped in atomically.
 //! Anything that fails leaves the running generation serving and is logged
 //! with the file and the reason.
+//!
+//! Lives here: the [`Reloader`], the settle logic every watcher shares
+//! ([`file_watch`]) and the [`certificates`] watcher. May use `config`,
+//! `gateway`, `plugin` and `tls`.
 
 pub mod certificates;
 pub(crate) mod file_watch;

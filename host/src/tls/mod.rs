@@ -6,6 +6,7 @@
 //! client identity to the proxy as a [`server::TlsInfo`] request extension;
 //! `reload::certificates` reloads certificate files like plugin files. Upstreams:
 //! [`client::connector`] wraps the pooled client's TCP connector.
+//! May use `config` only; the listener and the upstream client use it.
 
 pub mod client;
 pub mod config;

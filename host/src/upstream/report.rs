@@ -6,7 +6,8 @@
 //! - `wasmgate_upstream_target_healthy{upstream,target}`: 1 healthy, 0 not.
 
 use super::{Upstream, UpstreamDirectory};
-use prometheus::{IntGaugeVec, Opts};
+use crate::observe::metrics::Series;
+use prometheus::IntGaugeVec;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -17,29 +18,17 @@ struct Gauges {
 }
 
 static GAUGES: LazyLock<Gauges> = LazyLock::new(|| {
-    let circuit = IntGaugeVec::new(
-        Opts::new(
-            "wasmgate_upstream_circuit_state",
-            "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open",
-        ),
+    let series = Series(&crate::observe::metrics::metrics().registry);
+    let circuit = series.gauge(
+        "wasmgate_upstream_circuit_state",
+        "Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open",
         &["upstream"],
-    )
-    .expect("valid metric");
-    let healthy = IntGaugeVec::new(
-        Opts::new(
-            "wasmgate_upstream_target_healthy",
-            "Whether a target gets traffic (active checks passing, not ejected)",
-        ),
+    );
+    let healthy = series.gauge(
+        "wasmgate_upstream_target_healthy",
+        "Whether a target gets traffic (active checks passing, not ejected)",
         &["upstream", "target"],
-    )
-    .expect("valid metric");
-    let registry = &crate::observe::metrics::metrics().registry;
-    registry
-        .register(Box::new(circuit.clone()))
-        .expect("registered once");
-    registry
-        .register(Box::new(healthy.clone()))
-        .expect("registered once");
+    );
     Gauges { circuit, healthy }
 });
 

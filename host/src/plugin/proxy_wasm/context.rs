@@ -4,7 +4,7 @@
 //! wants the stream to go on.
 
 use super::abi::Pairs;
-use crate::plugin::bindings::{Request, Response};
+use crate::plugin::bindings::{HeaderChanges, Request, RequestChanges, Response, ResponseChanges};
 
 /// One request's HTTP context: what the filter may read and edit.
 #[derive(Debug, Default)]
@@ -82,28 +82,25 @@ impl Stream {
         }
     }
 
-    /// Writes the filter's edits of the request back: headers (without the
-    /// pseudo-headers), `:path` into path and query, and the body.
-    pub fn apply_to_request(&mut self, request: &mut Request) {
-        let mut headers = Vec::with_capacity(self.request_headers.len());
-        for (name, value) in std::mem::take(&mut self.request_headers) {
-            match name.as_str() {
-                ":path" => match value.split_once('?') {
-                    Some((path, query)) => {
-                        request.path = path.to_string();
-                        request.query = Some(query.to_string());
-                    }
-                    None => {
-                        request.path = value;
-                        request.query = None;
-                    }
-                },
-                _ if name.starts_with(':') => {}
-                _ => headers.push((name, value)),
-            }
+    /// The filter's edits of `request` (which it has not touched) as the
+    /// changes the chain applies: headers (pseudo-headers aside), `:path`
+    /// as path and query, the body.
+    pub fn request_changes(&mut self, request: &Request) -> RequestChanges {
+        let path = header(&self.request_headers, ":path")
+            .unwrap_or_default()
+            .to_string();
+        let (new_path, new_query) = match path.split_once('?') {
+            Some((path, query)) => (path.to_string(), Some(query.to_string())),
+            None => (path, None),
+        };
+        let moved = new_path != request.path || new_query != request.query;
+        let body = self.request_body.take();
+        RequestChanges {
+            headers: header_changes(&request.headers, &self.request_headers),
+            path: moved.then_some(new_path),
+            query: moved.then(|| new_query.unwrap_or_default()),
+            body: body.filter(|b| Some(b) != request.body.as_ref()),
         }
-        request.headers = headers;
-        request.body = self.request_body.take();
     }
 
     /// Loads `response` for the response callbacks.
@@ -115,21 +112,63 @@ impl Stream {
         self.response_body = response.body.clone();
     }
 
-    /// Writes the filter's edits of the response back (`:status` included).
-    pub fn apply_to_response(&mut self, response: &mut Response) {
-        let mut headers = Vec::with_capacity(self.response_headers.len());
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            if name == ":status" {
-                if let Ok(status) = value.parse() {
-                    response.status = status;
-                }
-            } else if !name.starts_with(':') {
-                headers.push((name, value));
-            }
+    /// The filter's edits of `response` as the changes the chain applies
+    /// (`:status` included); a local response replaces it whole.
+    pub fn response_changes(&mut self, response: &Response) -> ResponseChanges {
+        if let Some(local) = self.local_response.take() {
+            let mut headers = header_changes(&response.headers, &[]);
+            headers.append = local.headers;
+            return ResponseChanges {
+                status: Some(local.status),
+                headers,
+                body: Some(local.body.unwrap_or_default()),
+            };
         }
-        response.headers = headers;
-        response.body = self.response_body.take();
+        let status = header(&self.response_headers, ":status")
+            .and_then(|s| s.parse().ok())
+            .filter(|s| *s != response.status);
+        let body = self.response_body.take();
+        ResponseChanges {
+            status,
+            headers: header_changes(&response.headers, &self.response_headers),
+            body: body.filter(|b| Some(b) != response.body.as_ref()),
+        }
     }
+}
+
+/// The edits that turn `before` into `after` (pseudo-headers ignored): a
+/// name whose values changed is removed and its new values appended, in
+/// order; untouched names are left alone.
+pub fn header_changes(before: &[(String, String)], after: &[(String, String)]) -> HeaderChanges {
+    let values = |pairs: &[(String, String)], name: &str| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut changes = HeaderChanges {
+        remove: Vec::new(),
+        set: Vec::new(),
+        append: Vec::new(),
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in before.iter().chain(after) {
+        if !name.starts_with(':') && !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let new = values(after, name);
+        if values(before, name) == new {
+            continue;
+        }
+        changes.remove.push(name.to_ascii_lowercase());
+        changes
+            .append
+            .extend(new.into_iter().map(|v| (name.to_ascii_lowercase(), v)));
+    }
+    changes
 }
 
 /// `:path` as Envoy gives it: the path with its query.
@@ -168,8 +207,8 @@ mod tests {
     }
 
     #[test]
-    fn the_filter_sees_pseudo_headers_and_its_edits_come_back_without_them() {
-        let mut request = request();
+    fn the_filter_sees_pseudo_headers_and_its_edits_come_back_as_changes() {
+        let request = request();
         let mut stream = Stream::for_request(2, &request, Facts::default());
         assert_eq!(header(&stream.request_headers, ":path"), Some("/a?x=1"));
         assert_eq!(
@@ -179,15 +218,33 @@ mod tests {
         stream.request_headers.retain(|(n, _)| n != "x-a");
         stream.request_headers.push(("x-b".into(), "2".into()));
         stream.request_headers[1].1 = "/b".into();
-        stream.apply_to_request(&mut request);
-        assert_eq!(request.path, "/b");
-        assert_eq!(request.query, None);
+        let changes = stream.request_changes(&request);
+        assert_eq!(changes.path.as_deref(), Some("/b"));
+        assert_eq!(changes.query.as_deref(), Some(""), "the query is cleared");
         assert_eq!(
-            request.headers,
-            vec![
-                ("host".to_string(), "example".to_string()),
-                ("x-b".into(), "2".into())
-            ]
+            changes.headers.remove,
+            vec!["x-a".to_string(), "x-b".to_string()]
         );
+        assert_eq!(
+            changes.headers.append,
+            vec![("x-b".to_string(), "2".to_string())]
+        );
+        assert!(changes.body.is_none());
+    }
+
+    #[test]
+    fn untouched_headers_make_no_changes_and_a_changed_value_replaces_all_of_its_name() {
+        let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let before = h(&[("a", "1"), ("b", "1"), ("b", "2")]);
+        let none = header_changes(&before, &before);
+        assert!(none.remove.is_empty() && none.append.is_empty());
+        let changes = header_changes(&before, &h(&[("a", "1"), ("b", "1"), ("b", "3")]));
+        assert_eq!(changes.remove, vec!["b".to_string()]);
+        assert_eq!(changes.append, h(&[("b", "1"), ("b", "3")]));
     }
 }

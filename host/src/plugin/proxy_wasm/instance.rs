@@ -10,7 +10,7 @@
 
 use super::context::{CallResponse, Facts, Stream};
 use super::EntryShared;
-use crate::plugin::bindings::{OutboundRequest, Request, Response};
+use crate::plugin::bindings::{OutboundRequest, Request, RequestAction, Response, ResponseChanges};
 use crate::plugin::bounds::CallBudget;
 use crate::plugin::component::runtime::{classify, deadline_update};
 use crate::plugin::component::state::{CallClock, MemoryCap};
@@ -246,15 +246,14 @@ impl FilterInstance {
     }
 
     /// Runs the request callbacks for `request` in a new HTTP context.
-    /// `Ok(Some(response))`: the filter answered (its context is finished).
-    /// `Ok(None)`: the request goes on with the filter's edits applied, and
-    /// the context stays open for the response; its id is returned by
-    /// [`FilterInstance::open_id`].
+    /// `Respond`: the filter answered (its context is finished).
+    /// `Continue`: the filter's edits, as changes; the context stays open
+    /// for the response, its id given by [`FilterInstance::open_id`].
     pub async fn request_phase(
         &mut self,
-        request: &mut Request,
+        request: &Request,
         facts: Facts,
-    ) -> Result<Option<Response>, PluginFault> {
+    ) -> Result<RequestAction, PluginFault> {
         self.next_context += 1;
         let id = self.next_context;
         self.store.data_mut().stream = Some(Stream::for_request(id, request, facts));
@@ -279,15 +278,14 @@ impl FilterInstance {
         let stream = self.stream_mut();
         if let Some(response) = stream.local_response.take() {
             self.finish(id).await?;
-            return Ok(Some(response));
+            return Ok(RequestAction::Respond(response));
         }
         if stream.paused {
             return Err(PluginFault::InvalidOutput(
                 "the filter paused the request and nothing resumed it".into(),
             ));
         }
-        stream.apply_to_request(request);
-        Ok(None)
+        Ok(RequestAction::Continue(stream.request_changes(request)))
     }
 
     /// The id of the HTTP context left open by the request phase.
@@ -295,14 +293,14 @@ impl FilterInstance {
         self.store.data().stream.as_ref().map(|s| s.id)
     }
 
-    /// Runs the response callbacks of context `id` over `response`, which
-    /// the filter edits or replaces (a local response), then finishes the
-    /// context.
+    /// Runs the response callbacks of context `id` over `response` and
+    /// returns the filter's edits as changes (a local response replaces
+    /// it), then finishes the context.
     pub async fn response_phase(
         &mut self,
         id: u32,
-        response: &mut Response,
-    ) -> Result<(), PluginFault> {
+        response: &Response,
+    ) -> Result<ResponseChanges, PluginFault> {
         self.stream_mut().load_response(response);
         let body_len = response.body.as_ref().map_or(0, Vec::len);
         let headers = self.stream_mut().response_headers.len();
@@ -318,16 +316,14 @@ impl FilterInstance {
                 .await?;
         }
         let stream = self.stream_mut();
-        if let Some(local) = stream.local_response.take() {
-            *response = local;
-        } else if stream.paused {
+        if stream.paused && stream.local_response.is_none() {
             return Err(PluginFault::InvalidOutput(
                 "the filter paused the response and nothing resumed it".into(),
             ));
-        } else {
-            stream.apply_to_response(response);
         }
-        self.finish(id).await
+        let changes = stream.response_changes(response);
+        self.finish(id).await?;
+        Ok(changes)
     }
 
     /// Ends context `id`: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.

@@ -21,7 +21,7 @@ pub mod shared;
 pub mod tick;
 
 use crate::plugin::bindings::{
-    HeaderChanges, PluginInfo, Request, RequestAction, RequestChanges, Response, ResponseChanges,
+    HeaderChanges, PluginInfo, Request, RequestAction, Response, ResponseChanges,
 };
 use crate::plugin::bounds;
 use crate::plugin::grants::Grants;
@@ -198,12 +198,21 @@ impl FilterPool {
         }
     }
 
-    /// The request callbacks in a new HTTP context: the filter edits
-    /// `request` in place, or answers it. The context stays open in
-    /// `held` for [`FilterPool::on_response`].
+    /// A filter's result, refused as a WIT plugin's would be when it is
+    /// not valid HTTP or over the bounds.
+    fn checked<T>(&self, check: Result<(), bounds::Refusal>, value: T) -> Result<T, PluginFault> {
+        check.map(|()| value).map_err(|refusal| {
+            bounds::count(self.name(), refusal.what, refusal.reason);
+            PluginFault::InvalidOutput(refusal.to_string())
+        })
+    }
+
+    /// The request callbacks in a new HTTP context: the filter's edits come
+    /// back as changes (as a WIT plugin's), or it answers. The context
+    /// stays open in `held` for [`FilterPool::on_response`].
     pub async fn on_request(
         &self,
-        request: &mut Request,
+        request: &Request,
         context: &RequestContext,
         held: &mut Option<FilterStream>,
     ) -> Result<RequestAction, PluginFault> {
@@ -220,23 +229,10 @@ impl FilterPool {
             route: request.route.clone(),
             mtls: context.keys().any(|k| k.starts_with("tls.client.")),
         };
-        let saved = (
-            request.headers.clone(),
-            request.path.clone(),
-            request.query.clone(),
-        );
-        let result = match instance.request_phase(request, facts).await {
-            Ok(Some(response)) => Ok(RequestAction::Respond(response)),
-            Ok(None) => match check_request(request) {
-                Ok(()) => Ok(RequestAction::Continue(no_request_changes())),
-                Err(refusal) => {
-                    (request.headers, request.path, request.query) = saved;
-                    bounds::count(self.name(), refusal.what, refusal.reason);
-                    Err(PluginFault::InvalidOutput(refusal.to_string()))
-                }
-            },
-            Err(fault) => Err(fault),
-        };
+        let result = instance
+            .request_phase(request, facts)
+            .await
+            .and_then(|action| self.checked(bounds::check_request_action(&action), action));
         match (&result, instance.open_id()) {
             (Ok(RequestAction::Continue(_)), Some(id)) => {
                 *held = Some(FilterStream { instance, id })
@@ -248,47 +244,29 @@ impl FilterPool {
         result
     }
 
-    /// The response callbacks of the request's HTTP context, which the
-    /// filter edits in place or replaces; then the context is finished and
-    /// the instance returns to the pool. Without a context (the request
-    /// phase faulted and the entry fails open) nothing runs.
+    /// The response callbacks of the request's HTTP context, whose edits
+    /// (or local response) come back as changes; then the context is
+    /// finished and the instance returns to the pool. Without a context
+    /// (the request phase faulted and the entry fails open) nothing runs.
     pub async fn on_response(
         &self,
-        response: &mut Response,
+        response: &Response,
         held: &mut Option<FilterStream>,
     ) -> Result<ResponseChanges, PluginFault> {
         let Some(FilterStream { mut instance, id }) = held.take() else {
             return Ok(no_response_changes());
         };
         let ticket = self.guard.admit().await?;
-        let saved = (response.status, response.headers.clone());
-        let result = match instance.response_phase(id, response).await {
-            Ok(()) => match bounds::check_response(response) {
-                Ok(()) => {
-                    self.checkin(instance);
-                    Ok(no_response_changes())
-                }
-                Err(refusal) => {
-                    (response.status, response.headers) = saved;
-                    bounds::count(self.name(), refusal.what, refusal.reason);
-                    Err(PluginFault::InvalidOutput(refusal.to_string()))
-                }
-            },
-            Err(fault) => Err(fault),
-        };
+        let result = instance
+            .response_phase(id, response)
+            .await
+            .and_then(|changes| self.checked(bounds::check_response_changes(&changes), changes));
+        if result.is_ok() {
+            self.checkin(instance);
+        }
         ticket.finish(result.as_ref().err());
         result
     }
-}
-
-/// What a filter left of a request, checked as a WIT plugin's changes are.
-fn check_request(request: &Request) -> Result<(), bounds::Refusal> {
-    bounds::check_headers("request", &request.headers)?;
-    bounds::check_path_and_query(Some(&request.path), request.query.as_deref())?;
-    if let Some(body) = &request.body {
-        bounds::check_body("request", body.len())?;
-    }
-    Ok(())
 }
 
 fn no_header_changes() -> HeaderChanges {
@@ -299,17 +277,7 @@ fn no_header_changes() -> HeaderChanges {
     }
 }
 
-/// The filter edited the request in place: nothing more to apply.
-fn no_request_changes() -> RequestChanges {
-    RequestChanges {
-        headers: no_header_changes(),
-        path: None,
-        query: None,
-        body: None,
-    }
-}
-
-/// The filter edited the response in place: nothing more to apply.
+/// No context (the request phase faulted, the entry fails open): no edits.
 fn no_response_changes() -> ResponseChanges {
     ResponseChanges {
         status: None,
