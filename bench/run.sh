@@ -13,7 +13,10 @@
 #
 # Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy,
 # (3) wasmgate without plugins, (4) one trivial plugin, (4b) the api-key plugin, (5) a realistic chain,
-# (6) the same chain while one of its plugin files is replaced 20 times.
+# (6) the same chain while one of its plugin files is replaced 20 times,
+# (7) the chain on a gateway whose kv (rate-limit's bucket) is Redis
+# (`chain-redis`), (8) two such gateways sharing that Redis, loaded at once
+# (`chain-shared`: req/s summed; CPU is both gateways' plus redis-server's).
 # Prints a Markdown table (req/s, latency, and the proxy's CPU time per
 # request: the stable figure on a shared machine), the ratios, run 6's failures and longest stall,
 # the reload latencies the gateway logged, and the gateway's peak RSS.
@@ -24,11 +27,13 @@ ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
 if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
 THREADS=2 CONNECTIONS=32
 UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082
+REDIS_PORT=16379 REDIS_GATEWAY_PORTS=(18083 18084)
 
 source bench/common.sh
 need wrk wrk
 need nginx nginx
 need openssl openssl
+need redis-server redis-server
 build_unless_skipped
 
 # Logs live outside the watched config and plugin dirs, as in a deployment.
@@ -113,6 +118,18 @@ http {
 }
 NGINX
 
+# The Redis cases: the same config (chain included) with kv on a Redis of
+# this run's own, on two more ports.
+if [[ $have_chain == 1 ]]; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$logs/redis.log" 2>&1 &
+  redis_pid=$!
+  pids+=($redis_pid)
+  for i in 0 1; do
+    sed "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:${REDIS_GATEWAY_PORTS[$i]}/" "$work/gateway.yaml" >"$work/gateway-redis-$i.yaml"
+    printf 'kv: { backend: redis, redis: { url: "redis://127.0.0.1:%s", key_prefix: "bench:" } }\n' "$REDIS_PORT" >>"$work/gateway-redis-$i.yaml"
+  done
+fi
+
 # The upstream: wasmgate's echo server, alone (no routes are served by it).
 cat > "$work/upstream.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:0 }]
@@ -129,11 +146,21 @@ if [[ -n "${BASELINE:-}" ]]; then
   baseline_pid=$!
   pids+=($baseline_pid)
 fi
+redis_gateway_pids=()
+if [[ $have_chain == 1 ]]; then
+  for i in 0 1; do
+    RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway-redis-$i.yaml" 2>"$logs/gateway-redis-$i.log" &
+    redis_gateway_pids+=($!)
+    pids+=($!)
+  done
+fi
 nginx -c "$work/nginx.conf" -p "$work"
 pids+=("$(cat "$work/nginx.pid" 2>/dev/null || true)")
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null &&
-    { [[ -z "${BASELINE:-}" ]] || curl -sf "http://127.0.0.1:$BASELINE_PORT/bare" >/dev/null; } && break
+    { [[ -z "${BASELINE:-}" ]] || curl -sf "http://127.0.0.1:$BASELINE_PORT/bare" >/dev/null; } &&
+    { [[ $have_chain == 0 ]] || { curl -sf "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/bare" >/dev/null &&
+      curl -sf "http://127.0.0.1:${REDIS_GATEWAY_PORTS[1]}/bare" >/dev/null; }; } && break
   sleep 0.1
 done
 nginx_pid=$(cat "$work/nginx.pid")
@@ -141,7 +168,7 @@ pids+=("$nginx_pid")
 
 cases=(upstream nginx gateway-0 gateway-1 gateway-key)
 [[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1 baseline-key)
-[[ $have_chain == 1 ]] && cases+=(chain chain-reload)
+[[ $have_chain == 1 ]] && cases+=(chain chain-reload chain-redis chain-shared)
 if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
 url() {
   case $1 in
@@ -154,11 +181,15 @@ url() {
     baseline-0) echo "http://127.0.0.1:$BASELINE_PORT/bare" ;;
     baseline-1) echo "http://127.0.0.1:$BASELINE_PORT/trivial" ;;
     chain | chain-reload) echo "http://127.0.0.1:$GATEWAY_PORT/chain" ;;
+    chain-redis) echo "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/chain" ;;
+    chain-shared) echo "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/chain http://127.0.0.1:${REDIS_GATEWAY_PORTS[1]}/chain" ;;
   esac
 }
 if [[ $have_chain == 1 ]]; then
-  status=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$(url chain)")
-  [[ $status == 200 ]] || { echo "the realistic chain answered $status, not 200:" >&2; tail -5 "$logs/gateway.log" >&2; exit 1; }
+  for u in $(url chain) $(url chain-shared); do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$u")
+    [[ $status == 200 ]] || { echo "the realistic chain at $u answered $status, not 200:" >&2; tail -5 "$logs"/gateway*.log >&2; exit 1; }
+  done
 fi
 
 # The process whose CPU time a case measures: the proxy in front of the upstream.
@@ -167,6 +198,8 @@ proxy_pids() {
     upstream) pgrep -f "$WASMGATE demo --config $work/upstream.yaml" | head -1 ;;
     nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
     baseline-*) echo "$baseline_pid" ;;
+    chain-redis) echo "${redis_gateway_pids[0]} $redis_pid" ;;
+    chain-shared) echo "${redis_gateway_pids[*]} $redis_pid" ;;
     *) echo "$gateway_pid" ;;
   esac
 }
@@ -197,17 +230,29 @@ for round in $(seq "$ROUNDS"); do
     if [[ $c == chain-reload ]]; then reload_loop & loader=$!; fi
     measured=$(proxy_pids "$c")
     ticks_before=$(cpu_ticks "$measured")
-    out=$(wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H "authorization: Bearer $TOKEN" -H "x-api-key: bench-key-0001" "$(url "$c")")
+    # Several URLs (chain-shared): one wrk each at once, the connections
+    # split between them; their outputs concatenated.
+    read -ra targets <<<"$(url "$c")"
+    per=$(( CONNECTIONS / ${#targets[@]} ))
+    for i in "${!targets[@]}"; do
+      wrk -t$THREADS -c$per -d${DURATION}s --latency -H "authorization: Bearer $TOKEN" -H "x-api-key: bench-key-0001" "${targets[$i]}" >"$work/wrk-$i.out" &
+      loaders[$i]=$!
+    done
+    for i in "${!targets[@]}"; do wait "${loaders[$i]}"; done
+    out=$(cat "$work"/wrk-[0-9]*.out)
+    rm -f "$work"/wrk-[0-9]*.out
     ticks=$(( $(cpu_ticks "$measured") - ticks_before ))
     [[ -n $loader ]] && wait "$loader"
-    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+    requests=$(awk '/requests in/ { n += $1 } END { print n }' <<<"$out")
     cpu_us[$c]="${cpu_us[$c]:-} $(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", n ? t * 1e6 / hz / n : 0 }')"
-    rps[$c]="${rps[$c]:-} $(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
-    p50[$c]="${p50[$c]:-} $(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")"
-    p99[$c]="${p99[$c]:-} $(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")"
-    maxlat[$c]="${maxlat[$c]:-} $(to_ms "$(awk '$1 == "Latency" { print $4 }' <<<"$out")")"
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $5 }' <<<"$out")
-    sockerr=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' <<<"$out")
+    rps[$c]="${rps[$c]:-} $(awk '/^Requests\/sec:/ { n += $2 } END { print n }' <<<"$out")"
+    # With several wrk outputs, the worse latency of them.
+    worst() { local v m=0; for v in $(awk "$1" <<<"$out"); do v=$(to_ms "$v"); m=$(awk -v a="$m" -v b="$v" 'BEGIN { print (b > a) ? b : a }'); done; echo "$m"; }
+    p50[$c]="${p50[$c]:-} $(worst '$1 == "50%" { print $2 }')"
+    p99[$c]="${p99[$c]:-} $(worst '$1 == "99%" { print $2 }')"
+    maxlat[$c]="${maxlat[$c]:-} $(worst '$1 == "Latency" { print $4 }')"
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { n += $5 } END { print n + 0 }' <<<"$out")
+    sockerr=$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' <<<"$out")
     bad[$c]=$(( ${bad[$c]:-0} + ${non2xx:-0} + ${sockerr:-0} ))
   done
 done
@@ -237,6 +282,8 @@ if [[ -n "${BASELINE:-}" ]]; then
 fi
 if [[ $have_chain == 1 ]]; then
   echo "chain / gateway-0 = $(ratio "${med[chain]:-}" "${med[gateway-0]:-}")"
+  echo "chain-redis / chain (kv on Redis vs in memory) = $(ratio "${med[chain-redis]:-}" "${med[chain]:-}"), chain-shared / chain-redis (two gateways on one Redis) = $(ratio "${med[chain-shared]:-}" "${med[chain-redis]:-}")"
+  echo "Redis outages logged by the Redis gateways: $(cat "$logs"/gateway-redis-*.log | grep -c 'redis is unreachable' || true)"
   echo "chain-reload: ${bad[chain-reload]:-} failed requests, longest request $(max "${maxlat[chain-reload]:-}") ms"
   echo "reload latency (file complete → new version serving), ms: $(grep -o '[0-9]* ms after the change' "$logs/gateway.log" | grep -o '[0-9]*' | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "median %d, max %d over %d reloads", a[int((NR + 1) / 2)], a[NR], NR; else print "none logged" }')"
   echo "optimized builds swapped in after a baseline one: $(grep -c 'now serving the optimized build' "$logs/gateway.log" || true)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Rust, and only what is missing,
 # saying what it installs: nginx (the adversarial suite's real backend and
-# the benchmark's peer), wrk (the benchmark), chromium (the dashboard's
+# the benchmark's peer), redis-server and redis-cli (the kv backend shared by
+# replicas: the e2e tests and the benchmark start their own), wrk (the
+# benchmark), chromium (the dashboard's
 # browser test), node + npm, python3 with venv
 # and clang with wasi-libc (the example plugins in other languages build
 # their own pinned toolchains with them). Debian/Ubuntu (apt-get); elsewhere
@@ -11,6 +13,7 @@ set -euo pipefail
 missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v prlimit >/dev/null || missing+=(util-linux)

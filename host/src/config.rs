@@ -11,7 +11,7 @@ mod resilience;
 pub mod yaml_file;
 
 pub use export::{OtlpConfig, TracingConfig};
-pub use isolation::{FaultBreakerConfig, KvConfig};
+pub use isolation::{FaultBreakerConfig, KvBackend, KvConfig, RedisKvConfig};
 pub use resilience::{
     BalanceStrategy, CircuitBreakerConfig, HealthCheckConfig, PassiveHealthConfig,
     RetryBudgetConfig, RetryConfig, TargetConfig,
@@ -68,7 +68,8 @@ pub struct Config {
     /// nothing.
     #[serde(default)]
     pub strip_request_headers: Option<Vec<String>>,
-    /// The embedded kv store's memory budget (read at start).
+    /// The kv store plugins share: in memory (the default) or Redis (read
+    /// at start: a change takes effect on restart).
     #[serde(default)]
     pub kv: KvConfig,
     /// Directory the config file lives in; relative paths resolve against it.
@@ -1008,6 +1009,55 @@ routes:
             .unwrap_err()
             .to_string()
             .contains("unknown field `max_byte`"));
+    }
+
+    #[test]
+    fn the_kv_backend_defaults_to_memory_and_redis_is_checked() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.kv.backend, KvBackend::Memory);
+        assert!(config.kv.redis.is_none());
+        let redis =
+            format!("{GOOD}kv:\n  backend: redis\n  redis:\n    url: redis://127.0.0.1:6379/2\n");
+        let config = parse(&redis).unwrap();
+        let settings = config.kv.redis.unwrap();
+        assert_eq!(config.kv.backend, KvBackend::Redis);
+        assert_eq!(settings.key_prefix, "wasmgate:");
+        assert_eq!(settings.timeout_ms, 50);
+        assert!(!settings.required_for_ready);
+        let tls = format!("{GOOD}kv:\n  backend: redis\n  redis: {{ url: 'rediss://r.internal:6380', timeout_ms: 20, required_for_ready: true }}\n");
+        assert!(parse(&tls).unwrap().kv.redis.unwrap().required_for_ready);
+
+        let missing = format!("{GOOD}kv:\n  max_bytes: 1000\n  backend: redis\n");
+        let err = parse(&missing).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:16:"), "{err}");
+        assert!(err.contains("kv.backend `redis` needs kv.redis"), "{err}");
+        let stray = format!("{GOOD}kv:\n  redis: {{ url: 'redis://h:1' }}\n");
+        let err = parse(&stray).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:15:"), "{err}");
+        assert!(err.contains("kv.backend is `memory`"), "{err}");
+        let bad_url = format!(
+            "{GOOD}kv:\n  backend: redis\n  redis:\n    key_prefix: a\n    url: 'http://u:hunter2@h:1'\n"
+        );
+        let err = parse(&bad_url).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:18:"), "{err}");
+        assert!(err.contains("kv.redis.url is not a redis://"), "{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the password is not repeated: {err}"
+        );
+        let zero = format!(
+            "{GOOD}kv:\n  backend: redis\n  redis:\n    url: redis://h:1\n    timeout_ms: 0\n"
+        );
+        let err = parse(&zero).unwrap_err().to_string();
+        assert!(err.starts_with("gw.yaml:18:"), "{err}");
+        assert!(err.contains("timeout_ms must be at least 1"), "{err}");
+        let typo =
+            format!("{GOOD}kv:\n  backend: redis\n  redis: {{ url: 'redis://h:1', timeout: 5 }}\n");
+        let err = parse(&typo).unwrap_err().to_string();
+        assert!(err.contains("unknown field `timeout`"), "{err}");
+        let backend = format!("{GOOD}kv:\n  backend: memcached\n");
+        let err = parse(&backend).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `memcached`"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::http::identity_headers::StripList;
 use crate::http::path::{PathPolicy, PathPolicyOverride};
 use crate::observe::span_export::SpanExport;
 use crate::plugin::catalog::PluginCatalog;
+use crate::plugin::host::kv::RedisKv;
 use crate::plugin::{PluginError, PluginLimits, PluginRuntime, Tier};
 use crate::proxy::chain::{Chain, Step};
 use crate::proxy::router::Router;
@@ -18,13 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// State shared by every connection: the current gateway generation (swapped
-/// whole by a reload), the upstream directory, the pooled client and the span
-/// exporter, if any.
+/// whole by a reload), the upstream directory, the pooled client, the span
+/// exporter, if any, and the Redis kv store when `/readyz` waits for it.
 pub struct Shared {
     pub gateway: ArcSwap<Gateway>,
     pub upstreams: Arc<UpstreamDirectory>,
     pub client: HttpClient,
     pub spans: Option<Arc<SpanExport>>,
+    /// Set with `kv.redis.required_for_ready`: not ready while it is down.
+    pub kv_readiness: Option<Arc<RedisKv>>,
 }
 
 /// One immutable generation of the gateway's routing state.

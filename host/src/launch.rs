@@ -3,13 +3,14 @@
 //! and serve.
 
 use crate::admin;
+use crate::config::KvBackend;
 use crate::config::{Config, ConfigError};
 use crate::gateway::{Gateway, Shared};
 use crate::http::{descriptors, server};
 use crate::observe::metrics;
 use crate::observe::span_export::{self, SpanExport};
 use crate::plugin::catalog::PluginCatalog;
-use crate::plugin::host::kv::{self, KvLimits};
+use crate::plugin::host::kv::{GatewayKv, KvLimits, RedisKv, RedisKvError};
 use crate::plugin::host::{outbound::GatewayOutbound, telemetry::GatewayTelemetry};
 use crate::plugin::{HostServices, MemoryKv, PluginError, PluginRuntime};
 use crate::reload::{self, certificates, ReloadEvent, Reloader};
@@ -32,6 +33,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     SpanExport(#[from] span_export::ExportSetupError),
+    #[error(transparent)]
+    Kv(#[from] RedisKvError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -51,7 +54,7 @@ struct Built {
     tls: Vec<Option<Arc<TlsListener>>>,
     upstreams: Arc<UpstreamDirectory>,
     client: HttpClient,
-    kv: Arc<MemoryKv>,
+    kv: GatewayKv,
     runtime: Arc<PluginRuntime>,
     catalog: PluginCatalog,
     gateway: Gateway,
@@ -64,9 +67,9 @@ async fn build(config_path: &Path) -> Result<Built, StartError> {
     let tls = tls_listeners(&config)?;
     let upstreams = Arc::new(UpstreamDirectory::default());
     let client = upstream::http_client();
-    let kv = gateway_kv(&config);
+    let kv = gateway_kv(&config)?;
     let runtime = Arc::new(PluginRuntime::new(HostServices {
-        kv: kv.clone(),
+        kv: kv.store(),
         outbound: Arc::new(GatewayOutbound {
             client: client.clone(),
             upstreams: upstreams.clone(),
@@ -87,11 +90,23 @@ async fn build(config_path: &Path) -> Result<Built, StartError> {
     })
 }
 
-/// The gateway's kv store, within the config's budget, reporting to `/metrics`.
-fn gateway_kv(config: &Config) -> Arc<MemoryKv> {
+/// The gateway's kv store, reporting to `/metrics`: in memory within the
+/// config's budget, or on Redis (connecting lazily, so a gateway starts
+/// before its Redis does).
+fn gateway_kv(config: &Config) -> Result<GatewayKv, RedisKvError> {
     let metrics = metrics::metrics();
-    metrics.kv_max_bytes.set(config.kv.max_bytes as i64);
-    Arc::new(MemoryKv::new(KvLimits::from(&config.kv)).with_metrics(metrics.kv.clone()))
+    match (&config.kv.backend, &config.kv.redis) {
+        (KvBackend::Redis, Some(redis)) => Ok(GatewayKv::Redis(Arc::new(RedisKv::new(
+            redis,
+            Some(metrics.kv_redis.clone()),
+        )?))),
+        _ => {
+            metrics.kv_max_bytes.set(config.kv.max_bytes as i64);
+            Ok(GatewayKv::Memory(Arc::new(
+                MemoryKv::new(KvLimits::from(&config.kv)).with_metrics(metrics.kv.clone()),
+            )))
+        }
+    }
 }
 
 /// The TLS side of each listener, in config order (`None` for plain ones).
@@ -186,6 +201,7 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
         upstreams,
         client: built.client,
         spans: spans.clone(),
+        kv_readiness: built.kv.readiness(),
     });
 
     let mut listeners = Vec::new();
@@ -241,8 +257,9 @@ pub async fn start(config_path: &Path) -> Result<RunningGateway, StartError> {
             ))
         })
         .collect();
-    // Expired kv entries are freed even if nobody reads them again.
-    let mut tasks = vec![tokio::spawn(kv::sweep_forever(built.kv, sweep_interval))];
+    // Expired memory kv entries are freed even if nobody reads them again;
+    // a Redis outage is noticed (and its end) even without traffic.
+    let mut tasks = vec![tokio::spawn(built.kv.maintain(sweep_interval))];
     let admin_address = match &admin {
         Some(admin) => {
             let listener = bind(admin.address).await?;

@@ -4,7 +4,8 @@
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: a config and its plugins are loaded and serving, and
-//!   every upstream has at least one healthy target (503 otherwise).
+//!   every upstream has at least one healthy target (503 otherwise); with
+//!   `kv.redis.required_for_ready`, Redis answers too.
 //! - `GET /admin/routes`: the serving routes as JSON.
 //! - `GET /admin/plugins`: each loaded plugin's hash, size, contract version,
 //!   load time and last reload error, and each route entry running it (calls
@@ -152,16 +153,26 @@ fn json(value: serde_json::Value) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
-/// Ready when every upstream has a target that may get traffic.
+/// Ready when every upstream has a target that may get traffic, and Redis
+/// answers if the config makes readiness depend on it
+/// (`kv.redis.required_for_ready`).
 fn ready(shared: &Shared) -> Response<Body> {
     let unhealthy = upstream::report::unready(&shared.upstreams);
+    let kv_down = shared.kv_readiness.as_ref().is_some_and(|kv| !kv.is_up());
     let routes = shared.gateway.load().routes.len();
-    let mut response = json(if unhealthy.is_empty() {
+    let mut body = if unhealthy.is_empty() && !kv_down {
         json!({"status": "ready", "routes": routes})
     } else {
-        json!({"status": "not_ready", "routes": routes, "unhealthy_upstreams": unhealthy})
-    });
+        json!({"status": "not_ready", "routes": routes})
+    };
     if !unhealthy.is_empty() {
+        body["unhealthy_upstreams"] = json!(unhealthy);
+    }
+    if kv_down {
+        body["kv"] = json!("redis unreachable");
+    }
+    let mut response = json(body);
+    if !unhealthy.is_empty() || kv_down {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     response

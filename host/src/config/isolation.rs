@@ -1,6 +1,6 @@
 //! Config of what keeps one plugin from costing other routes their time or
 //! memory: the per-entry cap on concurrent calls, the per-entry fault
-//! breaker, and the budget of the embedded kv store.
+//! breaker, and the kv store: the budget of the embedded one, or Redis.
 //!
 //! Every field has a default (shown in README.md, "Isolation"); a plugin
 //! entry may override `max_concurrent_calls` and `fault_breaker`.
@@ -38,28 +38,89 @@ impl Default for FaultBreakerConfig {
     }
 }
 
-/// The embedded kv store's memory budget. Keys are namespaced per plugin
-/// (`<plugin>/<key>`); each namespace has its own budget, so one plugin's
-/// entries (a cache) never push out another's (rate-limit buckets) unless
-/// the whole store is over `max_bytes`, and then the largest namespace pays.
+/// The kv store plugins share: the embedded one (`backend: memory`, the
+/// default) within a memory budget, or Redis (`backend: redis`), which
+/// replicas share. Keys are namespaced per plugin (`<plugin>/<key>`) either
+/// way. In memory each namespace has its own budget, so one plugin's entries
+/// (a cache) never push out another's (rate-limit buckets) unless the whole
+/// store is over `max_bytes`, and then the largest namespace pays; Redis
+/// evicts per its own `maxmemory-policy`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KvConfig {
-    /// Bytes the whole store may hold: keys, values and a fixed per-entry
+    /// Where entries live: `memory` (one process) or `redis` (shared by
+    /// every replica; needs `redis:`).
+    pub backend: KvBackend,
+    /// The Redis backend's connection; only with `backend: redis`.
+    pub redis: Option<RedisKvConfig>,
+    /// Memory backend: bytes the whole store may hold: keys, values and a fixed per-entry
     /// bookkeeping cost. Beyond it, expired entries go first, then the least
     /// recently used.
     pub max_bytes: usize,
-    /// Bytes one plugin's namespace may hold (default: half of `max_bytes`).
+    /// Memory backend: bytes one plugin's namespace may hold (default: half
+    /// of `max_bytes`).
     pub namespace_max_bytes: Option<usize>,
-    /// Per-plugin overrides of `namespace_max_bytes`, by plugin name.
+    /// Memory backend: per-plugin overrides of `namespace_max_bytes`, by
+    /// plugin name.
     pub namespaces: BTreeMap<String, usize>,
-    /// How often expired entries are swept out in the background.
+    /// Memory backend: how often expired entries are swept out in the
+    /// background.
     pub sweep_interval_ms: u64,
+}
+
+/// Where kv entries live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvBackend {
+    /// In this process, bounded by `max_bytes`: nothing to run beside the
+    /// gateway, but each replica counts and caches on its own.
+    #[default]
+    Memory,
+    /// In Redis: every replica sees the same buckets and cache entries.
+    Redis,
+}
+
+/// The Redis backend (`kv.redis:`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisKvConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS
+    /// (rustls, verified against the system's roots).
+    pub url: String,
+    /// Put in front of every key (`<prefix><plugin>/<key>`), so gateways
+    /// sharing a Redis with other applications (or other gateway
+    /// deployments, given different prefixes) keep apart.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Longest one kv call may take, connecting included; beyond it the
+    /// plugin gets an error (rate-limit then allows or denies per its
+    /// `on_kv_error`, cache misses). Redis answers in well under a
+    /// millisecond on a LAN, so 50 ms means it is in trouble.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Whether `/readyz` answers 503 while Redis is unreachable. Off by
+    /// default: every replica shares the one Redis, so an outage would take
+    /// every replica out of its Service at once, turning degraded service
+    /// (plugins decide per call: rate-limit allows by default, cache
+    /// misses) into none. Turn it on when no request should be served
+    /// without shared state and another pool of gateways can take them.
+    #[serde(default)]
+    pub required_for_ready: bool,
+}
+
+fn default_key_prefix() -> String {
+    "wasmgate:".into()
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    50
 }
 
 impl Default for KvConfig {
     fn default() -> Self {
         KvConfig {
+            backend: KvBackend::Memory,
+            redis: None,
             max_bytes: 64 << 20,
             namespace_max_bytes: None,
             namespaces: BTreeMap::new(),
@@ -69,7 +130,7 @@ impl Default for KvConfig {
 }
 
 impl KvConfig {
-    /// The budget of a namespace without an override.
+    /// The budget of a namespace without an override (memory backend).
     pub fn default_namespace_bytes(&self) -> usize {
         self.namespace_max_bytes.unwrap_or(self.max_bytes / 2)
     }
@@ -100,6 +161,7 @@ pub(super) fn check_breaker(
 
 /// On error, the field's path below `kv:` and the message.
 pub(super) fn check_kv(kv: &KvConfig) -> Result<(), (String, String)> {
+    check_backend(kv)?;
     if kv.max_bytes == 0 {
         return Err(("max_bytes".into(), "kv.max_bytes must be at least 1".into()));
     }
@@ -124,6 +186,40 @@ pub(super) fn check_kv(kv: &KvConfig) -> Result<(), (String, String)> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The backend and its `redis:` section agree, and the section is usable.
+fn check_backend(kv: &KvConfig) -> Result<(), (String, String)> {
+    let redis = match (kv.backend, &kv.redis) {
+        (KvBackend::Memory, None) => return Ok(()),
+        (KvBackend::Memory, Some(_)) => return Err((
+            "redis".into(),
+            "kv.redis is set but kv.backend is `memory`: add `backend: redis` or remove kv.redis"
+                .into(),
+        )),
+        (KvBackend::Redis, None) => {
+            return Err((
+                "backend".into(),
+                "kv.backend `redis` needs kv.redis with at least `url`".into(),
+            ))
+        }
+        (KvBackend::Redis, Some(redis)) => redis,
+    };
+    // The URL is checked by the client that will use it, and not repeated
+    // in the message: it may hold a password.
+    if let Err(e) = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str()) {
+        return Err((
+            "redis.url".into(),
+            format!("kv.redis.url is not a redis:// or rediss:// URL the client accepts: {e}"),
+        ));
+    }
+    if redis.timeout_ms == 0 {
+        return Err((
+            "redis.timeout_ms".into(),
+            "kv.redis.timeout_ms must be at least 1".into(),
+        ));
     }
     Ok(())
 }

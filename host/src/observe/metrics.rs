@@ -4,7 +4,7 @@
 //! Names are what `examples/grafana/wasmgate.json` queries; rename one and
 //! the dashboard test fails.
 
-use crate::plugin::host::kv::KvMetrics;
+use crate::plugin::host::kv::{KvCallMetrics, KvMetrics};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -40,12 +40,20 @@ pub struct GatewayMetrics {
     pub kv: KvMetrics,
     /// The kv store's whole budget (`kv.max_bytes`).
     pub kv_max_bytes: IntGauge,
+    /// The Redis kv backend's call times, errors and reachability.
+    pub kv_redis: KvCallMetrics,
 }
 
 /// Plugin calls take microseconds; the default buckets start at 5 ms.
 const PLUGIN_CALL_BUCKETS: &[f64] = &[
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25,
+];
+
+/// kv calls to Redis take a fraction of a millisecond on a LAN; the
+/// buckets reach up to the longest sensible `kv.redis.timeout_ms`.
+const KV_CALL_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
 /// The route label of a request no route matched.
@@ -99,6 +107,10 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
     let registry = Registry::new();
     let series = Series(&registry);
     let kv_max_bytes = series.single_gauge("wasmgate_kv_max_bytes", "The kv store's memory budget");
+    let kv_redis_up = series.single_gauge(
+        "wasmgate_kv_redis_up",
+        "1 while the Redis kv backend answers, 0 during an outage",
+    );
     GatewayMetrics {
         plugin_faults: series.counter(
             "wasmgate_plugin_faults_total",
@@ -176,6 +188,20 @@ static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
             ),
         },
         kv_max_bytes,
+        kv_redis: KvCallMetrics {
+            duration: series.histogram(
+                "wasmgate_kv_redis_call_duration_seconds",
+                "Time of one kv call to Redis, by operation",
+                &["op"],
+                Some(KV_CALL_BUCKETS),
+            ),
+            errors: series.counter(
+                "wasmgate_kv_redis_errors_total",
+                "kv calls to Redis that failed, by operation and reason (timeout, unavailable, error)",
+                &["op", "reason"],
+            ),
+            up: kv_redis_up,
+        },
         registry,
     }
 });

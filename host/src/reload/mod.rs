@@ -136,6 +136,9 @@ impl Reloader {
                     {
                         tracing::warn!("listener changes take effect on restart");
                     }
+                    if config.kv != current.0.kv {
+                        tracing::warn!("kv changes take effect on restart");
+                    }
                     Arc::new(config)
                 }
                 Err(e) => {

@@ -116,12 +116,13 @@ impl Cache {
         Some(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    /// The stored entry for `key`; a kv failure or an unreadable entry is a miss.
+    /// The stored entry for `key`; a kv failure (Redis down or slow) or an
+    /// unreadable entry is a miss.
     fn lookup(&self, key: &str) -> Option<Entry> {
         match kv::get(key) {
             Ok(stored) => stored.as_deref().and_then(Entry::decode),
             Err(error) => {
-                warn("cache lookup failed", &error);
+                kv_failed("get", "cache lookup failed", &error);
                 None
             }
         }
@@ -148,7 +149,7 @@ impl Cache {
             return;
         }
         if let Err(error) = kv::set(key, &encoded, ttl) {
-            warn("cache store failed", &error);
+            kv_failed("set", "cache store failed", &error);
         }
     }
 }
@@ -232,8 +233,12 @@ fn all_values(headers: &[(String, String)], name: &str) -> String {
         .join("\n")
 }
 
-fn warn(message: &str, error: &str) {
-    log::log(LogLevel::Warn, message, &[("error", error)]);
+/// A kv failure: the request goes on as a miss (or unstored). Counted
+/// (`kv_errors{op}`) and logged at debug only: during a Redis outage every
+/// request lands here, and the gateway logs the outage once.
+fn kv_failed(op: &str, message: &str, error: &str) {
+    metrics::counter_add("kv_errors", 1, &[("op", op)]);
+    log::log(LogLevel::Debug, message, &[("error", error)]);
 }
 
 fn now_ms() -> u64 {

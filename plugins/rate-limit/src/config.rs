@@ -23,10 +23,32 @@ pub struct Config {
     /// What a bucket is per; default the client IP.
     #[serde(default)]
     pub key: KeySource,
-    /// When the kv store fails: let requests through (`true`, the default)
-    /// or answer 503.
-    #[serde(default = "default_true")]
-    pub fault_tolerant: bool,
+    /// What a request gets when the kv store fails (Redis down or slow past
+    /// its `timeout_ms`, a bucket contended past every retry): `allow`
+    /// (the default) or `deny` (503).
+    #[serde(default)]
+    pub on_kv_error: Option<OnKvError>,
+    /// The old spelling of `on_kv_error` (`true` = `allow`), still read;
+    /// setting both is refused.
+    #[serde(default)]
+    pub fault_tolerant: Option<bool>,
+}
+
+/// What a request gets when its bucket cannot be read or written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnKvError {
+    /// Let it through, without rate-limit headers (fail open). The default,
+    /// as in Envoy's and Kong's rate limiters: a rate limit protects
+    /// capacity, and refusing every request while the shared store is down
+    /// is the outage it exists to prevent. The gateway logs the outage and
+    /// counts the errors.
+    #[default]
+    Allow,
+    /// Answer 503 `rate_limit_unavailable` (fail closed): for limits that
+    /// guard against abuse or cost (a paid API, login attempts), where an
+    /// unlimited window is worse than refusing.
+    Deny,
 }
 
 /// What a bucket is per. A missing header or context value falls back to
@@ -49,10 +71,6 @@ fn default_period() -> String {
     "1s".into()
 }
 
-fn default_true() -> bool {
-    true
-}
-
 impl Config {
     /// The validated limits, or the first field that is wrong.
     pub fn limits(&self) -> Result<Limits, String> {
@@ -65,11 +83,27 @@ impl Config {
         }
         let period_ms = parse_period(&self.period).map_err(|e| format!("period: {e}"))?;
         self.key.check()?;
+        self.kv_error_policy()?;
         Ok(Limits {
             rate: self.rate,
             period_ms,
             burst,
         })
+    }
+}
+
+impl Config {
+    /// `on_kv_error`, or its old spelling `fault_tolerant`; not both.
+    pub fn kv_error_policy(&self) -> Result<OnKvError, String> {
+        match (self.on_kv_error, self.fault_tolerant) {
+            (Some(_), Some(_)) => Err(
+                "fault_tolerant: replaced by on_kv_error (allow | deny); set only on_kv_error"
+                    .into(),
+            ),
+            (Some(policy), None) => Ok(policy),
+            (None, Some(true)) | (None, None) => Ok(OnKvError::Allow),
+            (None, Some(false)) => Ok(OnKvError::Deny),
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //!     period: 1s                # 500ms, 1s, 1m, 1h, 1d
 //!     burst: 20                 # bucket size (default: rate)
 //!     key: { source: context, name: consumer }   # or ip (default), header, route
-//!     fault_tolerant: true      # kv failure: let through (default) or 503
+//!     on_kv_error: allow        # kv store failure: let through (default) or deny (503)
 //! ```
 //!
 //! Over the limit: `429` `{"error": "rate limit exceeded", "code":
@@ -21,7 +21,7 @@ pub mod bucket;
 pub mod config;
 
 use bucket::{Bucket, Decision, Limits};
-use config::{Config, KeySource};
+use config::{Config, KeySource, OnKvError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmgate_plugin_sdk::prelude::*;
 use wasmgate_plugin_sdk::LogLevel;
@@ -38,7 +38,7 @@ const CTX_RESET: &str = "rate-limit.reset";
 pub struct RateLimit {
     limits: Limits,
     key: KeySource,
-    fault_tolerant: bool,
+    on_kv_error: OnKvError,
 }
 
 impl RateLimit {
@@ -85,14 +85,26 @@ impl RateLimit {
         ))
     }
 
-    /// The kv store failed: let the request through or refuse it, per config.
+    /// The kv store failed: let the request through or refuse it, per
+    /// `on_kv_error`. Counted (`kv_errors{route, action}`) and logged at
+    /// debug only: during a Redis outage every request lands here, and the
+    /// gateway already logs the outage once.
     fn on_store_error(&self, request: &Request, error: &str) -> RequestAction {
+        let action = match self.on_kv_error {
+            OnKvError::Allow => "allow",
+            OnKvError::Deny => "deny",
+        };
+        metrics::counter_add(
+            "kv_errors",
+            1,
+            &[("route", &request.route), ("action", action)],
+        );
         log::log(
-            LogLevel::Warn,
+            LogLevel::Debug,
             "rate limit store failed",
             &[("route", &request.route), ("error", error)],
         );
-        if self.fault_tolerant {
+        if self.on_kv_error == OnKvError::Allow {
             return RequestAction::Continue(RequestChanges::new());
         }
         RequestAction::Respond(Response::error(
@@ -146,8 +158,8 @@ impl Plugin for RateLimit {
     fn new(config: Config) -> Result<Self, String> {
         Ok(RateLimit {
             limits: config.limits()?,
+            on_kv_error: config.kv_error_policy()?,
             key: config.key,
-            fault_tolerant: config.fault_tolerant,
         })
     }
 

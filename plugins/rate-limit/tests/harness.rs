@@ -2,6 +2,7 @@
 //! plus its bucket arithmetic run natively.
 
 use plugin_rate_limit::bucket::{Bucket, Limits};
+use plugin_rate_limit::config::{Config, OnKvError};
 use serde_json::json;
 use wasmgate_plugin_sdk::harness::{
     artifact, header, request, response, Harness, Request, RequestAction, RequestContext,
@@ -201,6 +202,14 @@ fn bad_configs_are_refused_with_the_field() {
             "unknown variant `cookie`",
         ),
         (json!({"rate": 1, "per": "1s"}), "unknown field `per`"),
+        (
+            json!({"rate": 1, "on_kv_error": "retry"}),
+            "unknown variant `retry`",
+        ),
+        (
+            json!({"rate": 1, "on_kv_error": "deny", "fault_tolerant": false}),
+            "fault_tolerant: replaced by on_kv_error",
+        ),
         (json!({"period": "1s"}), "missing field `rate`"),
     ];
     for (config, expected) in cases {
@@ -246,4 +255,32 @@ fn cases_yaml_passes() {
         artifact("rate-limit"),
         concat!(env!("CARGO_MANIFEST_DIR"), "/cases.yaml"),
     );
+}
+
+#[test]
+fn on_kv_error_defaults_to_allow_and_reads_the_old_spelling() {
+    let policy = |config: serde_json::Value| {
+        serde_json::from_value::<Config>(config)
+            .unwrap()
+            .kv_error_policy()
+    };
+    assert_eq!(policy(json!({"rate": 1})), Ok(OnKvError::Allow));
+    assert_eq!(
+        policy(json!({"rate": 1, "on_kv_error": "deny"})),
+        Ok(OnKvError::Deny)
+    );
+    assert_eq!(
+        policy(json!({"rate": 1, "fault_tolerant": false})),
+        Ok(OnKvError::Deny)
+    );
+    assert_eq!(
+        policy(json!({"rate": 1, "fault_tolerant": true})),
+        Ok(OnKvError::Allow)
+    );
+    for config in [
+        json!({"rate": 1, "on_kv_error": "allow"}),
+        json!({"rate": 1, "on_kv_error": "deny"}),
+    ] {
+        load(config);
+    }
 }

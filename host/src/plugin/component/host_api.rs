@@ -156,8 +156,13 @@ impl kv::Host for PluginState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<(), String> {
-        let key = self.kv_call(&key, Some(value.len()), ttl_ms)?;
-        self.services.kv.set(&key, value, ttl(ttl_ms)).await
+        let (key, since) = (
+            self.kv_call(&key, Some(value.len()), ttl_ms)?,
+            Instant::now(),
+        );
+        let result = self.services.kv.set(&key, value, ttl(ttl_ms)).await;
+        self.clock.waited(since);
+        result
     }
 
     async fn increment(
@@ -166,8 +171,10 @@ impl kv::Host for PluginState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64, String> {
-        let key = self.kv_call(&key, None, ttl_ms)?;
-        self.services.kv.increment(&key, delta, ttl(ttl_ms)).await
+        let (key, since) = (self.kv_call(&key, None, ttl_ms)?, Instant::now());
+        let result = self.services.kv.increment(&key, delta, ttl(ttl_ms)).await;
+        self.clock.waited(since);
+        result
     }
 
     async fn delete(&mut self, key: String) -> Result<(), String> {

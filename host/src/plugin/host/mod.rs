@@ -1,6 +1,6 @@
 //! The host side of the capabilities a plugin may import (kv, outbound HTTP,
 //! logging, metrics), behind traits so the gateway and the SDK harness plug in
-//! their own: the gateway a shared store ([`kv`]), real upstream calls
+//! their own: the gateway a shared store ([`kv`]: memory or Redis), real upstream calls
 //! ([`outbound`]) and Prometheus/tracing ([`telemetry`]); the harness
 //! in-memory fakes it can inspect. Every plugin runtime uses these.
 
@@ -14,8 +14,10 @@ use std::time::Duration;
 
 pub use kv::MemoryKv;
 
-/// A key/value store shared by all instances of all plugins (the gateway's
-/// is [`MemoryKv`], bounded in memory).
+/// A key/value store shared by all instances of all plugins: [`MemoryKv`]
+/// (bounded in memory) or [`kv::RedisKv`] (shared by replicas). Errors are
+/// strings because they go to the plugin as they are; every backend keeps
+/// [`kv::contract`].
 pub trait KvStore: Send + Sync {
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<Vec<u8>>, String>>;
     fn set(

@@ -1,4 +1,4 @@
-//! The embedded kv store: one map behind a mutex, bounded in memory.
+//! The embedded kv backend: one map behind a mutex, bounded in memory.
 //!
 //! Every operation holds the lock, so increment and compare-and-swap are
 //! exact under concurrency. Keys are `<namespace>/<key>` (the host prefixes
@@ -587,6 +587,16 @@ mod tests {
 
     fn set(kv: &MemoryKv, key: &str, len: usize) {
         kv.set_now(key, vec![b'x'; len], None).unwrap();
+    }
+
+    /// The contract every backend keeps (the Redis one runs it in the e2e suite).
+    #[tokio::test]
+    async fn keeps_the_kv_contract() {
+        crate::plugin::host::kv::contract::check_concurrent(
+            Arc::new(MemoryKv::default()),
+            "contract",
+        )
+        .await;
     }
 
     #[test]
