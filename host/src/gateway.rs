@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::http::identity_headers::StripList;
 use crate::http::path::{PathPolicy, PathPolicyOverride};
+use crate::observe::metrics::RouteSeries;
 use crate::observe::span_export::SpanExport;
 use crate::plugin::catalog::PluginCatalog;
 use crate::plugin::host::kv::RedisKv;
@@ -54,6 +55,8 @@ pub struct Route {
     pub chain: Chain,
     /// This route's overrides of its listener's path policy.
     pub paths: PathPolicyOverride,
+    /// Its request count and duration series, looked up once.
+    pub series: RouteSeries,
 }
 
 /// The plugin limits a config asks for.
@@ -138,6 +141,7 @@ impl Gateway {
                     .unwrap_or(config.limits.max_response_body_bytes),
                 chain: Chain::new(steps),
                 paths: route.paths,
+                series: RouteSeries::new(&route.name),
             });
         }
         Ok(Gateway {

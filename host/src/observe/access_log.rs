@@ -5,7 +5,7 @@
 //! route, method, path, status, duration, upstream, who answered and the
 //! trace id.
 
-use crate::observe::metrics::{metrics, status_class, NO_ROUTE};
+use crate::observe::metrics::{metrics, status_class, RouteSeries, NO_ROUTE};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -70,6 +70,8 @@ impl OutcomeCell {
 /// One finished request.
 pub struct Entry<'a> {
     pub route: Option<&'a str>,
+    /// The route's own series (`None` when no route matched).
+    pub series: Option<&'a RouteSeries>,
     pub method: &'a http::Method,
     pub path: &'a str,
     pub status: http::StatusCode,
@@ -83,13 +85,18 @@ pub struct Entry<'a> {
 /// Counts the request in the metrics and writes its access-log line.
 pub fn record(entry: Entry<'_>) {
     let route = entry.route.unwrap_or(NO_ROUTE);
-    let m = metrics();
-    m.requests
-        .with_label_values(&[route, status_class(entry.status)])
-        .inc();
-    m.request_duration
-        .with_label_values(&[route])
-        .observe(entry.duration.as_secs_f64());
+    match entry.series {
+        Some(series) => series.observe(entry.status, entry.duration),
+        None => {
+            let m = metrics();
+            m.requests
+                .with_label_values(&[route, status_class(entry.status)])
+                .inc();
+            m.request_duration
+                .with_label_values(&[route])
+                .observe(entry.duration.as_secs_f64());
+        }
+    }
     let outcome = &entry.outcome;
     tracing::info!(
         target: TARGET,
@@ -99,7 +106,7 @@ pub fn record(entry: Entry<'_>) {
         status = entry.status.as_u16(),
         duration_ms = entry.duration.as_secs_f64() * 1000.0,
         upstream = outcome.upstream.as_deref().unwrap_or(""),
-        upstream_target = %outcome.upstream_target.map(|a| a.to_string()).unwrap_or_default(),
+        upstream_target = %OptionalAddress(outcome.upstream_target),
         answered_by = outcome.answered_by.as_str(),
         plugin = outcome.plugin.as_deref().unwrap_or(""),
         client = %entry.client,
@@ -110,4 +117,16 @@ pub fn record(entry: Entry<'_>) {
         entry.path,
         entry.status.as_u16(),
     );
+}
+
+/// An address, or nothing, written without allocating.
+struct OptionalAddress(Option<SocketAddr>);
+
+impl std::fmt::Display for OptionalAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => Ok(()),
+        }
+    }
 }

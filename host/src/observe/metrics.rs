@@ -252,12 +252,44 @@ pub fn metrics() -> &'static GatewayMetrics {
 
 /// `2xx`, `4xx`… for a status code.
 pub fn status_class(status: http::StatusCode) -> &'static str {
+    STATUS_CLASSES[status_class_index(status)]
+}
+
+/// The status classes, in the order of [`status_class_index`].
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index of a status's class in [`STATUS_CLASSES`].
+fn status_class_index(status: http::StatusCode) -> usize {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// One route's request series, looked up once when the route is built
+/// rather than by label on every request.
+pub struct RouteSeries {
+    requests: [prometheus::IntCounter; 5],
+    duration: prometheus::Histogram,
+}
+
+impl RouteSeries {
+    /// The series of the route named `route`.
+    pub fn new(route: &str) -> RouteSeries {
+        let m = metrics();
+        RouteSeries {
+            requests: STATUS_CLASSES.map(|class| m.requests.with_label_values(&[route, class])),
+            duration: m.request_duration.with_label_values(&[route]),
+        }
+    }
+
+    /// Counts one answered request and how long it took.
+    pub fn observe(&self, status: http::StatusCode, duration: std::time::Duration) {
+        self.requests[status_class_index(status)].inc();
+        self.duration.observe(duration.as_secs_f64());
     }
 }
 

@@ -110,6 +110,7 @@ pub async fn handle(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let duration = started.elapsed();
+    let series = route.map(|r| &r.series);
     let route = route.map(|r| &*r.name);
     let request_id_text = request_id.to_str().unwrap_or_default();
     let outcome = outcome.take();
@@ -127,6 +128,7 @@ pub async fn handle(
     }
     access_log::record(Entry {
         route,
+        series,
         method: &method,
         path: &path,
         status: response.status(),
