@@ -1,5 +1,6 @@
 # Everyday tasks. `make demo` and `make test` are the two README commands:
-# each installs what it needs (the wasm32-wasip2 target) and builds the plugins.
+# each installs what it needs (the wasm32-wasip2 target, and for `make test`
+# wasm32-wasip1 too) and builds the plugins.
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
@@ -18,13 +19,20 @@ POLYGLOT := $(notdir $(wildcard examples/plugins/*))
 # installed as $(PLUGIN_DIR)/<dir>.wasm.
 BUILTIN := $(notdir $(wildcard plugins/*))
 
-.PHONY: demo test test-deps plugins polyglot wasm-target lint bench clean-plugins
+# Proxy-Wasm test filters: every crate under tests/proxy-wasm/ (package
+# `proxywasm-<dir>`, the unmodified proxy-wasm SDK), built as core modules for
+# wasm32-wasip1 and installed as $(TEST_PLUGIN_DIR)/proxywasm-<dir>.wasm.
+PROXYWASM_TARGET := wasm32-wasip1
+PROXYWASM_OUT := $(TARGET_DIR)/$(PROXYWASM_TARGET)/plugin
+PROXYWASM := $(notdir $(wildcard tests/proxy-wasm/*))
+
+.PHONY: demo test test-deps plugins proxywasm polyglot wasm-target proxywasm-target lint bench clean-plugins
 
 demo: plugins
 	$(CARGO) run --release -p wasmgate -- demo
 
 # The benchmark's smoke mode runs too, so the script cannot rot.
-test: test-deps plugins polyglot
+test: test-deps plugins proxywasm polyglot
 	$(CARGO) test --release --workspace
 	SKIP_BUILD=1 bench/run.sh --smoke
 
@@ -35,6 +43,9 @@ test-deps:
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+proxywasm-target:
+	@rustup target list --installed | grep -qx $(PROXYWASM_TARGET) || rustup target add $(PROXYWASM_TARGET)
 
 # Each file is copied then renamed into place, so the gateway's watcher never
 # sees a half-written plugin.
@@ -52,6 +63,11 @@ plugins: wasm-target
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe-v2.wasm)
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p plugin-probe --features plugin-probe/caps
 	$(call install_wasm,$(WASM_OUT)/plugin_probe.wasm,$(TEST_PLUGIN_DIR)/probe-caps.wasm)
+
+proxywasm: proxywasm-target
+	mkdir -p $(TEST_PLUGIN_DIR)
+	$(CARGO) build --profile plugin --target $(PROXYWASM_TARGET) $(foreach p,$(PROXYWASM),-p proxywasm-$(p))
+	$(foreach p,$(PROXYWASM),$(call install_wasm,$(PROXYWASM_OUT)/proxywasm_$(subst -,_,$(p)).wasm,$(TEST_PLUGIN_DIR)/proxywasm-$(p).wasm);)
 
 polyglot: test-deps $(POLYGLOT:%=$(POLYGLOT_DIR)/%.wasm)
 

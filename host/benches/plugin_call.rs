@@ -1,6 +1,7 @@
 //! What a plugin call costs: into a warm instance (by header count, to price
 //! copying headers as a record), per host call (to price the resource
-//! alternative), on a fresh instance, and compiling a plugin.
+//! alternative), on a fresh instance, and compiling a plugin; and a
+//! Proxy-Wasm header filter against the same edits as a WIT plugin.
 //!
 //! Run with `make bench` (it builds the plugins first).
 
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmgate::plugin::component::bindings::Request;
 use wasmgate::plugin::{
-    Grants, HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime, RequestContext, Tier,
+    EntryPool, Grants, HostServices, MemoryKv, PluginLimits, PluginPool, PluginRuntime,
+    RequestContext, Tier,
 };
 
 fn plugin_file(dir: &str, name: &str) -> PathBuf {
@@ -170,6 +172,7 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    proxy_wasm_vs_wit(c, &rt, &runtime);
     builtin_plugins(c, &rt, &runtime);
     full_chain(c, &rt, &runtime);
     polyglot(c, &rt, &runtime);
@@ -249,13 +252,13 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
     use wasmgate::proxy::chain::{Chain, RequestOutcome, Step};
     let step = |name: &str, config: &str| {
         Step::new(
-            Arc::new(pool(
+            Arc::new(EntryPool::Component(pool(
                 rt,
                 runtime,
                 plugin_file("plugins", name),
                 config,
                 PluginLimits::default(),
-            )),
+            ))),
             OnError::FailClosed,
         )
     };
@@ -288,8 +291,10 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
                     let mut req = req.clone();
                     let mut headers = map.clone();
                     let mut context = RequestContext::new();
-                    let RequestOutcome::Forward { ran } =
-                        chain.on_request(&mut req, &mut headers, &mut context).await
+                    let mut states = chain.states();
+                    let RequestOutcome::Forward { ran } = chain
+                        .on_request(&mut req, &mut headers, &mut context, &mut states)
+                        .await
                     else {
                         panic!("the chain lets a valid key through")
                     };
@@ -301,6 +306,7 @@ fn full_chain(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plu
                             &mut response,
                             &mut response_map.clone(),
                             &mut context,
+                            &mut states,
                         )
                         .await
                         .unwrap();
@@ -386,6 +392,99 @@ fn polyglot(c: &mut Criterion, rt: &tokio::runtime::Runtime, runtime: &Arc<Plugi
         });
         group.bench_function(BenchmarkId::new("fresh_instance_call", name), |b| {
             time_calls(b, rt, &fresh, req)
+        });
+    }
+    group.finish();
+}
+
+/// The same header edits (request: add one, remove one; response: add one,
+/// remove one) by the `proxywasm-headers` test filter (which also reads
+/// three properties and logs a line, filtered out here) and by the built-in
+/// `headers` WIT plugin: one request and its response through a one-step
+/// chain, warm instances, 10 request headers.
+fn proxy_wasm_vs_wit(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    runtime: &Arc<PluginRuntime>,
+) {
+    use wasmgate::config::OnError;
+    use wasmgate::proxy::chain::{Chain, RequestOutcome, Step};
+    let entry = |dir: &str, name: &str, config: serde_json::Value| {
+        let file = plugin_file(dir, name);
+        let bytes = std::fs::read(&file).unwrap();
+        let compiled = Arc::new(runtime.compile(name, &file, &bytes).unwrap());
+        let pool = rt
+            .block_on(runtime.entry_pool(
+                compiled,
+                "bench",
+                &config,
+                None,
+                PluginLimits::default(),
+                Arc::new(Grants::all()),
+            ))
+            .unwrap();
+        Chain::new(vec![Step::new(Arc::new(pool), OnError::FailClosed)])
+    };
+    let wit = entry(
+        "plugins",
+        "headers",
+        serde_json::json!({
+            "request": {"add": {"x-pw-request": "v"}, "remove": ["x-remove-me"]},
+            "response": {"add": {"x-pw-response": "yes"}, "remove": ["server"]},
+        }),
+    );
+    let filter = entry(
+        "test-plugins",
+        "proxywasm-headers",
+        serde_json::json!({"request_value": "v"}),
+    );
+    let mut req = request(10);
+    req.headers.push(("x-remove-me".into(), "1".into()));
+    let response = wasmgate::plugin::component::bindings::Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("server".into(), "upstream".into()),
+        ],
+        body: None,
+    };
+    let mut group = c.benchmark_group("proxy_wasm_vs_wit");
+    for (name, chain) in [("wit_headers", &wit), ("proxy_wasm_headers", &filter)] {
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let (req, response) = (req.clone(), response.clone());
+                let map = wasmgate::http::convert::header_map(&req.headers);
+                let response_map = wasmgate::http::convert::header_map(&response.headers);
+                async move {
+                    let started = std::time::Instant::now();
+                    for _ in 0..iters {
+                        let mut req = req.clone();
+                        let mut headers = map.clone();
+                        let mut context = RequestContext::new();
+                        let mut states = chain.states();
+                        let RequestOutcome::Forward { ran } = chain
+                            .on_request(&mut req, &mut headers, &mut context, &mut states)
+                            .await
+                        else {
+                            panic!("the request goes on")
+                        };
+                        let mut response = response.clone();
+                        chain
+                            .on_response(
+                                ran,
+                                "bench",
+                                &mut response,
+                                &mut response_map.clone(),
+                                &mut context,
+                                &mut states,
+                            )
+                            .await
+                            .unwrap();
+                        assert!(response.headers.iter().any(|(n, _)| n == "x-pw-response"));
+                    }
+                    started.elapsed()
+                }
+            })
         });
     }
     group.finish();

@@ -307,9 +307,15 @@ pub struct MatchConfig {
 pub struct PluginEntry {
     /// Plugin name: the file `<plugins.dir>/<name>.wasm`.
     pub name: String,
-    /// Passed to the plugin's `init` as JSON text.
+    /// Passed to the plugin's `init` as JSON text (a Proxy-Wasm filter:
+    /// to `proxy_on_configure`, empty when absent).
     #[serde(default)]
     pub config: serde_json::Value,
+    /// A Proxy-Wasm filter's configuration as a plain string, for filters
+    /// that do not expect JSON (Envoy's `configuration` as a `StringValue`);
+    /// replaces `config`.
+    #[serde(default)]
+    pub config_text: Option<String>,
     /// What a plugin fault does to the request.
     #[serde(default)]
     pub on_error: OnError,

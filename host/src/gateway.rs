@@ -113,10 +113,11 @@ impl Gateway {
                     ..limits
                 };
                 let pool = runtime
-                    .pool(
+                    .entry_pool(
                         compiled,
                         &route.name,
-                        entry.config.to_string(),
+                        &entry.config,
+                        entry.config_text.as_deref(),
                         limits,
                         Arc::new(grants),
                     )

@@ -26,6 +26,7 @@ mod observability;
 mod pki;
 mod polyglot;
 mod protocol;
+mod proxy_wasm;
 mod rate_limit;
 mod redis;
 mod reload;

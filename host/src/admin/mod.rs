@@ -257,6 +257,7 @@ async fn plugins(shared: &Shared, reloader: &Reloader) -> Response<Body> {
                 "content_hash": format!("{:016x}", p.content_hash),
                 "size_bytes": p.size_bytes,
                 "contract_version": p.contract_version,
+                "abi": p.abi(),
                 "tier": p.tier.as_str(),
                 "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default(),
                 "last_reload_error": errors.get(name.as_str()),

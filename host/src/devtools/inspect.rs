@@ -1,5 +1,6 @@
-//! What a plugin file is, read from its component type: the contract version
-//! it targets, the host capabilities and WASI interfaces it imports, its
+//! What a plugin file is, read from its component type (or, for a
+//! Proxy-Wasm filter, its core module's exports): the ABI and contract
+//! version it targets, the host capabilities and WASI interfaces it imports, its
 //! size. What `wasmgate plugin inspect` prints, so an author can see why the
 //! gateway would refuse a file before deploying it.
 //!
@@ -19,6 +20,8 @@ use wasmtime::Engine;
 pub struct PluginReport {
     pub file: PathBuf,
     pub size_bytes: u64,
+    /// The ABI it speaks: `wasmgate:plugin@0.1.0` or `proxy-wasm 0.2.1`.
+    pub abi: String,
     /// The version of the `wasmgate:plugin/handler` export, if there is one.
     pub contract_version: Option<String>,
     /// The contract version this host implements.
@@ -49,6 +52,8 @@ pub enum ImportKind {
     Wasmgate,
     /// A WASI interface; the host links a capability-free WASI context.
     Wasi,
+    /// The Proxy-Wasm ABI (`env`), provided by the Proxy-Wasm host.
+    ProxyWasm,
     /// Neither: the gateway cannot satisfy it and will refuse the plugin.
     Other,
 }
@@ -81,6 +86,9 @@ pub fn inspect(file: &Path) -> Result<PluginReport, PluginError> {
         source,
     })?;
     let engine = Engine::default();
+    if crate::plugin::proxy_wasm::module::is_core_module(&bytes) {
+        return inspect_filter(&engine, file, &bytes);
+    }
     let component = Component::new(&engine, &bytes).map_err(|e| PluginError::Compile {
         file: file.to_path_buf(),
         message: format!("{e:#}"),
@@ -102,11 +110,54 @@ pub fn inspect(file: &Path) -> Result<PluginReport, PluginError> {
     Ok(PluginReport {
         file: file.to_path_buf(),
         size_bytes: bytes.len() as u64,
+        abi: format!(
+            "{CONTRACT_PACKAGE}@{}",
+            contract_version.as_deref().unwrap_or("?")
+        ),
         contract_version,
         host_contract_version: crate::plugin::CONTRACT_VERSION,
         incompatible: crate::plugin::component::runtime::contract_version(&engine, &component)
             .err(),
         exports,
+        imports,
+    })
+}
+
+/// The report of a core module: a Proxy-Wasm filter if it exports an ABI
+/// version marker, else incompatible. Imports are grouped by module.
+fn inspect_filter(engine: &Engine, file: &Path, bytes: &[u8]) -> Result<PluginReport, PluginError> {
+    use crate::plugin::proxy_wasm::{abi_label, module::abi_version};
+    let module = wasmtime::Module::new(engine, bytes).map_err(|e| PluginError::Compile {
+        file: file.to_path_buf(),
+        message: format!("{e:#}"),
+    })?;
+    let version = abi_version(&module);
+    let mut imports: Vec<Import> = Vec::new();
+    for import in module.imports() {
+        let kind = match import.module() {
+            "env" => ImportKind::ProxyWasm,
+            "wasi_snapshot_preview1" => ImportKind::Wasi,
+            _ => ImportKind::Other,
+        };
+        match imports.iter_mut().find(|i| i.name == import.module()) {
+            Some(group) => group.functions.push(import.name().to_string()),
+            None => imports.push(Import {
+                name: import.module().to_string(),
+                kind,
+                functions: vec![import.name().to_string()],
+            }),
+        }
+    }
+    Ok(PluginReport {
+        file: file.to_path_buf(),
+        size_bytes: bytes.len() as u64,
+        abi: version.map_or_else(|| "core module".to_string(), abi_label),
+        contract_version: version.map(str::to_string),
+        host_contract_version: crate::plugin::CONTRACT_VERSION,
+        incompatible: version.is_none().then(|| {
+            "a core module without `proxy_abi_version_0_2_1`/`_0_2_0`: neither a Proxy-Wasm filter nor a component".to_string()
+        }),
+        exports: module.exports().map(|e| e.name().to_string()).collect(),
         imports,
     })
 }
@@ -144,7 +195,12 @@ impl std::fmt::Display for PluginReport {
             self.size_bytes,
             self.size_bytes as f64 / 1024.0
         )?;
+        writeln!(f, "  abi:       {}", self.abi)?;
         match (&self.contract_version, &self.incompatible) {
+            (Some(_), None) if self.abi.starts_with("proxy-wasm") => writeln!(
+                f,
+                "  contract:  Proxy-Wasm filter (runs on this host's Proxy-Wasm runtime)"
+            )?,
             (Some(version), None) => writeln!(
                 f,
                 "  contract:  {CONTRACT_PACKAGE}/handler@{version} (compatible with this host, @{})",
@@ -162,6 +218,7 @@ impl std::fmt::Display for PluginReport {
         }
         let groups = [
             (ImportKind::Wasmgate, "host capabilities"),
+            (ImportKind::ProxyWasm, "Proxy-Wasm ABI"),
             (
                 ImportKind::Wasi,
                 "WASI (linked with no files, network or environment)",
@@ -174,7 +231,7 @@ impl std::fmt::Display for PluginReport {
         for (kind, title) in groups {
             let imports: Vec<&Import> = self.imports.iter().filter(|i| i.kind == kind).collect();
             if imports.is_empty() {
-                if kind == ImportKind::Wasmgate {
+                if kind == ImportKind::Wasmgate && !self.abi.starts_with("proxy-wasm") {
                     writeln!(f, "  {title}: none")?;
                 }
                 continue;

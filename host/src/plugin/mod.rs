@@ -1,5 +1,6 @@
-//! Plugins: the runtime that runs them ([`component`]: WIT components on
-//! wasmtime), what every runtime shares — the capabilities a plugin imports
+//! Plugins: the runtimes that run them ([`component`]: WIT components on
+//! wasmtime; [`proxy_wasm`]: Proxy-Wasm filters, core modules; [`entry`]:
+//! one route entry's pool, of either kind), what every runtime shares — the capabilities a plugin imports
 //! ([`host`]), the bounds on what it hands over ([`bounds`]), its grants
 //! ([`grants`]), its fault breaker ([`guard`]) — and the [`catalog`] of
 //! loaded plugin files. May use `config`, `observe` and `upstream`.
@@ -7,13 +8,16 @@
 pub mod bounds;
 pub mod catalog;
 pub mod component;
+pub mod entry;
 pub mod grants;
 pub mod guard;
 pub mod host;
+pub mod proxy_wasm;
 
 pub use component::bindings;
 pub use component::runtime::{CompiledPlugin, PluginLimits, PluginPool, PluginRuntime, Tier};
 pub use component::state::RequestContext;
+pub use entry::EntryPool;
 pub use grants::{Capability, Grants};
 pub use host::{HostServices, KvStore, MemoryKv, Outbound, Telemetry};
 

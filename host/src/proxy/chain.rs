@@ -9,15 +9,16 @@ use crate::config::OnError;
 use crate::http::convert::{apply_header_changes, apply_header_changes_to_map};
 use crate::plugin::bounds;
 use crate::plugin::component::bindings::{Request, RequestAction, Response};
-use crate::plugin::{PluginFault, PluginPool, RequestContext};
+use crate::plugin::entry::StepState;
+use crate::plugin::{EntryPool, PluginFault, RequestContext};
 use http::HeaderMap;
 use prometheus::Histogram;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// One entry of a chain.
+/// One entry of a chain: a WIT component or a Proxy-Wasm filter.
 pub struct Step {
-    pub pool: Arc<PluginPool>,
+    pub pool: Arc<EntryPool>,
     pub on_error: OnError,
     /// This entry's call-duration series, request and response phase, looked
     /// up once here rather than by label on every call.
@@ -26,7 +27,7 @@ pub struct Step {
 
 impl Step {
     /// An entry running `pool`, failing per `on_error`.
-    pub fn new(pool: Arc<PluginPool>, on_error: OnError) -> Step {
+    pub fn new(pool: Arc<EntryPool>, on_error: OnError) -> Step {
         let timer = |phase: &str| {
             crate::observe::metrics::metrics()
                 .plugin_call_duration
@@ -62,6 +63,10 @@ pub struct Chain {
     /// Some plugin reads the response body: buffer it.
     pub wants_response_body: bool,
 }
+
+/// What each step keeps of one request between its phases (a Proxy-Wasm
+/// filter's HTTP context); made by [`Chain::states`], one per request.
+pub struct StepStates(Vec<StepState>);
 
 /// How the request phase ended.
 pub enum RequestOutcome {
@@ -100,6 +105,11 @@ impl Chain {
         self.steps.is_empty()
     }
 
+    /// Fresh per-request state for every step.
+    pub fn states(&self) -> StepStates {
+        StepStates(self.steps.iter().map(|_| StepState::default()).collect())
+    }
+
     /// The steps, in chain order.
     pub fn steps(&self) -> &[Step] {
         &self.steps
@@ -113,15 +123,16 @@ impl Chain {
         request: &mut Request,
         headers: &mut HeaderMap,
         context: &mut RequestContext,
+        states: &mut StepStates,
     ) -> RequestOutcome {
-        for (i, step) in self.steps.iter().enumerate() {
+        for ((i, step), state) in self.steps.iter().enumerate().zip(&mut states.0) {
             let hidden_body = if step.pool.info().wants_request_body {
                 None
             } else {
                 request.body.take()
             };
             let started = Instant::now();
-            let result = step.pool.on_request(request, context).await;
+            let result = step.pool.on_request(request, context, state).await;
             step.observe_call(Phase::Request, started);
             if hidden_body.is_some() {
                 request.body = hidden_body;
@@ -165,8 +176,9 @@ impl Chain {
         response: &mut Response,
         headers: &mut HeaderMap,
         context: &mut RequestContext,
+        states: &mut StepStates,
     ) -> Result<(), ChainFault> {
-        for step in self.steps[..ran].iter().rev() {
+        for (step, state) in self.steps[..ran].iter().zip(&mut states.0).rev() {
             let info = step.pool.info();
             if !info.wants_response {
                 continue;
@@ -177,7 +189,7 @@ impl Chain {
                 response.body.take()
             };
             let started = Instant::now();
-            let result = step.pool.on_response(response, context).await;
+            let result = step.pool.on_response(response, context, state).await;
             step.observe_call(Phase::Response, started);
             if hidden_body.is_some() {
                 response.body = hidden_body;

@@ -28,7 +28,7 @@ use crate::observe::span_export::RequestSpan;
 use crate::observe::tracecontext::{TraceContext, TRACEPARENT};
 use crate::plugin::component::bindings::{Request as PluginRequest, Response as PluginResponse};
 use crate::plugin::RequestContext;
-use crate::proxy::chain::{ChainFault, RequestOutcome};
+use crate::proxy::chain::{ChainFault, RequestOutcome, StepStates};
 use crate::tls::TlsInfo;
 use crate::upstream::{call, HttpClient};
 use bytes::Bytes;
@@ -331,8 +331,9 @@ impl Proxy<'_> {
             identity.seed(&mut context);
         }
         let mut headers = parts.headers;
+        let mut states = chain.states();
         let (response, ran) = match chain
-            .on_request(&mut request, &mut headers, &mut context)
+            .on_request(&mut request, &mut headers, &mut context, &mut states)
             .await
         {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
@@ -359,7 +360,7 @@ impl Proxy<'_> {
                     return upstream_response.map(boxed);
                 }
                 return self
-                    .response_phase(upstream_response, ran, &mut context, deadline)
+                    .response_phase(upstream_response, ran, &mut context, &mut states, deadline)
                     .await;
             }
         };
@@ -372,6 +373,7 @@ impl Proxy<'_> {
                 &mut response,
                 &mut headers,
                 &mut context,
+                &mut states,
             )
             .await
         {
@@ -387,6 +389,7 @@ impl Proxy<'_> {
         upstream: Response<Incoming>,
         ran: usize,
         context: &mut RequestContext,
+        states: &mut StepStates,
         deadline: Instant,
     ) -> Response<Body> {
         let (parts, body) = upstream.into_parts();
@@ -410,7 +413,14 @@ impl Proxy<'_> {
         if let Err(fault) = self
             .route
             .chain
-            .on_response(ran, &self.route.name, &mut response, &mut headers, context)
+            .on_response(
+                ran,
+                &self.route.name,
+                &mut response,
+                &mut headers,
+                context,
+                states,
+            )
             .await
         {
             return self.plugin_failure(&fault);

@@ -23,9 +23,11 @@ use super::bindings::{
 use super::state::{PluginState, RequestContext};
 use crate::config::FaultBreakerConfig;
 use crate::plugin::bounds;
+use crate::plugin::entry::EntryPool;
 use crate::plugin::grants::{Capability, Grants};
 use crate::plugin::guard::EntryGuard;
 use crate::plugin::host::HostServices;
+use crate::plugin::proxy_wasm::{self, instance::FilterState, module::FilterCode, FilterPool};
 use crate::plugin::{PluginError, PluginFault};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -68,12 +70,16 @@ pub struct PluginLimits {
 fn deadline_reached(
     store: wasmtime::StoreContextMut<'_, PluginState>,
 ) -> wasmtime::Result<UpdateDeadline> {
-    let clock = &store.data().clock;
-    Ok(match clock.remaining() {
+    Ok(deadline_update(&store.data().clock))
+}
+
+/// The deadline policy of [`deadline_reached`], for every runtime's store.
+pub(crate) fn deadline_update(clock: &super::state::CallClock) -> UpdateDeadline {
+    match clock.remaining() {
         None => UpdateDeadline::Interrupt,
         Some(_) if clock.used() < EPOCH_TICK => UpdateDeadline::Continue(1),
         Some(_) => UpdateDeadline::YieldCustom(1, Box::pin(clock.pause(step_aside()))),
-    })
+    }
 }
 
 /// Where a running plugin call waits at a tick. `tokio::task::yield_now`
@@ -166,6 +172,8 @@ impl Tier {
 struct Toolchain {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// The Proxy-Wasm host functions, for core-module filters.
+    filters: wasmtime::Linker<FilterState>,
 }
 
 impl Toolchain {
@@ -196,7 +204,13 @@ impl Toolchain {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(engine_error)?;
-        Ok(Toolchain { engine, linker })
+        let mut filters = wasmtime::Linker::new(&engine);
+        proxy_wasm::hostcalls::add_to_linker(&mut filters).map_err(engine_error)?;
+        Ok(Toolchain {
+            engine,
+            linker,
+            filters,
+        })
     }
 }
 
@@ -206,7 +220,8 @@ pub struct CompiledPlugin {
     /// Hash of the file's bytes, to skip recompiling an unchanged file.
     pub content_hash: u64,
     pub size_bytes: usize,
-    /// The contract version the plugin was built against.
+    /// The contract version the plugin was built against (for a
+    /// Proxy-Wasm filter, the ABI version).
     pub contract_version: String,
     /// Everything the component imports (`wasmgate:plugin/kv@0.1.0`, WASI
     /// interfaces…), as named in the component.
@@ -216,8 +231,34 @@ pub struct CompiledPlugin {
     /// When this version was compiled (loaded or hot-reloaded).
     pub loaded_at: std::time::SystemTime,
     pub tier: Tier,
-    pre: PluginPre<PluginState>,
+    code: Code,
     backtraces: BacktraceGate,
+}
+
+/// What a plugin file compiled to: a WIT component or a Proxy-Wasm filter.
+enum Code {
+    Component(PluginPre<PluginState>),
+    ProxyWasm(FilterCode),
+}
+
+impl CompiledPlugin {
+    /// The ABI the plugin speaks, as operators see it:
+    /// `wasmgate:plugin@0.1.0` or `proxy-wasm 0.2.1`.
+    pub fn abi(&self) -> String {
+        match &self.code {
+            Code::Component(_) => format!(
+                "{}@{}",
+                super::bindings::CONTRACT_PACKAGE,
+                self.contract_version
+            ),
+            Code::ProxyWasm(filter) => proxy_wasm::abi_label(filter.abi_version),
+        }
+    }
+
+    /// True for a Proxy-Wasm filter.
+    pub fn is_proxy_wasm(&self) -> bool {
+        matches!(self.code, Code::ProxyWasm(_))
+    }
 }
 
 impl PluginRuntime {
@@ -301,6 +342,21 @@ impl PluginRuntime {
             message,
         };
         let engine = &toolchain.engine;
+        if proxy_wasm::module::is_core_module(bytes) {
+            let filter = proxy_wasm::module::compile(engine, &toolchain.filters, file, bytes)?;
+            return Ok(CompiledPlugin {
+                name: name.into(),
+                content_hash: content_hash(bytes),
+                size_bytes: bytes.len(),
+                contract_version: filter.abi_version.to_string(),
+                imports: filter.imports.clone(),
+                capabilities: BTreeSet::new(),
+                loaded_at: std::time::SystemTime::now(),
+                tier,
+                code: Code::ProxyWasm(filter),
+                backtraces: BacktraceGate::default(),
+            });
+        }
         let component = Component::new(engine, bytes).map_err(|e| fail(format!("{e:#}")))?;
         let contract_version =
             contract_version(engine, &component).map_err(|message| PluginError::Contract {
@@ -337,8 +393,60 @@ impl PluginRuntime {
             capabilities,
             loaded_at: std::time::SystemTime::now(),
             tier,
-            pre,
+            code: Code::Component(pre),
             backtraces: BacktraceGate::default(),
+        })
+    }
+
+    /// Creates the pool of one route entry for either kind of plugin:
+    /// [`PluginRuntime::pool`] for a component; for a Proxy-Wasm filter, a
+    /// [`FilterPool`] whose first instance is configured now with
+    /// `config_text`, or else `config` as JSON text (none: empty).
+    pub async fn entry_pool(
+        &self,
+        compiled: Arc<CompiledPlugin>,
+        route: &str,
+        config: &serde_json::Value,
+        config_text: Option<&str>,
+        limits: PluginLimits,
+        grants: Arc<Grants>,
+    ) -> Result<EntryPool, PluginError> {
+        let Code::ProxyWasm(filter) = &compiled.code else {
+            if config_text.is_some() {
+                return Err(PluginError::Init {
+                    plugin: compiled.name.to_string(),
+                    route: route.to_string(),
+                    message: "`config_text` is for Proxy-Wasm filters; give a component `config`"
+                        .into(),
+                });
+            }
+            let pool = self
+                .pool(compiled, route, config.to_string(), limits, grants)
+                .await?;
+            return Ok(EntryPool::Component(pool));
+        };
+        let config = match (config_text, config) {
+            (Some(text), _) => text.as_bytes().to_vec(),
+            (None, serde_json::Value::Null) => Vec::new(),
+            (None, config) => config.to_string().into_bytes(),
+        };
+        let pre = filter.pre.clone();
+        let name = compiled.name.to_string();
+        FilterPool::new(
+            compiled,
+            pre,
+            route,
+            config,
+            limits,
+            self.services.clone(),
+            grants,
+        )
+        .await
+        .map(EntryPool::ProxyWasm)
+        .map_err(|fault| PluginError::Init {
+            plugin: name,
+            route: route.to_string(),
+            message: fault.to_string(),
         })
     }
 
@@ -353,6 +461,14 @@ impl PluginRuntime {
         limits: PluginLimits,
         grants: Arc<Grants>,
     ) -> Result<PluginPool, PluginError> {
+        let Code::Component(pre) = &compiled.code else {
+            return Err(PluginError::Init {
+                plugin: compiled.name.to_string(),
+                route: route.to_string(),
+                message: "a Proxy-Wasm filter runs through `entry_pool`, not as a component".into(),
+            });
+        };
+        let pre = pre.clone();
         if let Some(&capability) = compiled.capabilities.iter().find(|&&c| !grants.allows(c)) {
             return Err(PluginError::NotGranted {
                 plugin: compiled.name.to_string(),
@@ -369,6 +485,7 @@ impl PluginRuntime {
         );
         let mut pool = PluginPool {
             compiled,
+            pre,
             guard,
             route: route.into(),
             config_json,
@@ -463,6 +580,7 @@ struct Instance {
 /// Warm, initialised instances of one plugin for one route entry.
 pub struct PluginPool {
     compiled: Arc<CompiledPlugin>,
+    pre: PluginPre<PluginState>,
     /// The entry's concurrency cap and fault breaker.
     guard: EntryGuard,
     route: Arc<str>,
@@ -663,12 +781,12 @@ impl PluginPool {
             self.services.clone(),
             self.grants.clone(),
         );
-        let mut store = Store::new(self.compiled.pre.engine(), state);
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_callback(deadline_reached);
         store.data_mut().start_call();
         store.set_epoch_deadline(1);
-        let plugin = match self.compiled.pre.instantiate_async(&mut store).await {
+        let plugin = match self.pre.instantiate_async(&mut store).await {
             Ok(plugin) => plugin,
             Err(e) => return Err(self.fault(e, store.data().memory.exceeded)),
         };
@@ -711,7 +829,11 @@ impl PluginPool {
 
 /// Turns a wasmtime error into the fault kind operators see in logs and
 /// metrics; a trap is described in one line (its root cause).
-fn classify(error: &wasmtime::Error, memory_exceeded: bool, limits: PluginLimits) -> PluginFault {
+pub(crate) fn classify(
+    error: &wasmtime::Error,
+    memory_exceeded: bool,
+    limits: PluginLimits,
+) -> PluginFault {
     if memory_exceeded {
         return PluginFault::Memory {
             limit_bytes: limits.memory_limit_bytes,

@@ -178,6 +178,16 @@ pub struct MemoryCap {
     pub(crate) exceeded: bool,
 }
 
+impl MemoryCap {
+    /// A cap of `limit` bytes, not yet breached.
+    pub(crate) fn new(limit: usize) -> MemoryCap {
+        MemoryCap {
+            limit,
+            exceeded: false,
+        }
+    }
+}
+
 impl wasmtime::ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,

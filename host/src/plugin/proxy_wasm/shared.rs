@@ -1,0 +1,277 @@
+//! What filters share beyond one instance: shared data on the gateway's
+//! [`KvStore`](crate::plugin::KvStore) with the ABI's compare-and-swap,
+//! shared queues (in-process), and the entry's metrics.
+//!
+//! The ABI's CAS is a `u32` version, the kv store's CAS compares bytes, so
+//! each value is stored as `[version: u32 LE][value]` and every write
+//! takes the previous version plus one (skipping 0, which means "no CAS"
+//! to the SDK) through the store's own compare-and-swap: two writers
+//! holding the same version cannot both succeed, on one gateway or on
+//! several sharing a store.
+
+use super::abi::{status, MetricKind};
+use super::instance::FilterState;
+use super::EntryShared;
+use crate::plugin::bounds::{self, CallBudget};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+use wasmtime::Caller;
+
+/// Attempts at an unconditional write racing other writers before giving up.
+const MAX_WRITE_ATTEMPTS: usize = 64;
+
+/// Items a shared queue holds; the oldest is dropped beyond.
+const MAX_QUEUE_ITEMS: usize = 10_000;
+
+fn encode(version: u32, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + value.len());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The version and value of a stored entry; one written by something else
+/// than a filter reads as version 1.
+fn decode(raw: &[u8]) -> (u32, &[u8]) {
+    match raw.get(..4) {
+        Some(v) if raw.len() >= 4 => {
+            let version = u32::from_le_bytes(v.try_into().expect("4 bytes"));
+            (version.max(1), &raw[4..])
+        }
+        _ => (1, raw),
+    }
+}
+
+fn next_version(version: u32) -> u32 {
+    version.wrapping_add(1).max(1)
+}
+
+/// The kv key for `key`, after the grant, bounds and budget checks: a
+/// filter without `allow: kv` traps with the fix in the message (the SDK
+/// has no status for "refused" on shared data).
+fn kv_key(
+    caller: &mut Caller<'_, FilterState>,
+    key: &str,
+    value_len: Option<usize>,
+) -> wasmtime::Result<String> {
+    let state = caller.data();
+    if !state.entry.grants.kv {
+        return Err(wasmtime::format_err!(
+            "shared data needs the `kv` capability: add `kv` to the `allow:` list of plugin `{}` on route `{}`",
+            state.entry.plugin,
+            state.entry.route
+        ));
+    }
+    if let Err(refusal) = bounds::check_kv(key, value_len, None) {
+        return Err(wasmtime::format_err!("shared data refused: {refusal}"));
+    }
+    let key = format!("{}/{key}", state.entry.plugin);
+    if !CallBudget::take(&mut caller.data_mut().budget.kv_ops) {
+        return Err(wasmtime::format_err!(
+            "too many shared data operations in one callback"
+        ));
+    }
+    Ok(key)
+}
+
+/// `proxy_get_shared_data`: the value and its (non-zero) CAS version.
+pub async fn get(
+    caller: &mut Caller<'_, FilterState>,
+    key: &str,
+) -> wasmtime::Result<Option<(Vec<u8>, u32)>> {
+    let key = kv_key(caller, key, None)?;
+    let kv = caller.data().entry.services.kv.clone();
+    let since = Instant::now();
+    let raw = kv.get(&key).await;
+    caller.data_mut().clock.waited(since);
+    let raw = raw.map_err(|e| wasmtime::format_err!("shared data: {e}"))?;
+    Ok(raw.map(|raw| {
+        let (version, value) = decode(&raw);
+        (value.to_vec(), version)
+    }))
+}
+
+/// `proxy_set_shared_data`: `value` `None` removes. With `cas` non-zero the
+/// write happens only if the stored version is still `cas` (an absent key
+/// is written whatever the CAS, as in Envoy); else `CAS_MISMATCH`.
+pub async fn set(
+    caller: &mut Caller<'_, FilterState>,
+    key: &str,
+    value: Option<Vec<u8>>,
+    cas: u32,
+) -> wasmtime::Result<i32> {
+    let key = kv_key(caller, key, value.as_ref().map(Vec::len))?;
+    let kv = caller.data().entry.services.kv.clone();
+    let since = Instant::now();
+    let outcome = async {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let current = kv.get(&key).await?;
+            let version = current.as_deref().map(|raw| decode(raw).0);
+            if cas != 0 && version.is_some_and(|v| v != cas) {
+                return Ok(status::CAS_MISMATCH);
+            }
+            let Some(value) = &value else {
+                kv.delete(&key).await?;
+                return Ok(status::OK);
+            };
+            let new = encode(next_version(version.unwrap_or(0)), value);
+            if kv.compare_and_swap(&key, current, new, None).await? {
+                return Ok(status::OK);
+            }
+            if cas != 0 {
+                return Ok(status::CAS_MISMATCH);
+            }
+        }
+        Err("too much contention on the key".to_string())
+    }
+    .await;
+    caller.data_mut().clock.waited(since);
+    outcome.map_err(|e: String| wasmtime::format_err!("shared data: {e}"))
+}
+
+/// Shared queues, process-wide: a queue is named by its owner (the plugin
+/// name, Envoy's VM id) and its name.
+#[derive(Default)]
+pub struct Queues {
+    ids: HashMap<(String, String), u32>,
+    items: HashMap<u32, VecDeque<Vec<u8>>>,
+}
+
+/// The process's queues.
+pub fn queues() -> MutexGuard<'static, Queues> {
+    static QUEUES: OnceLock<Mutex<Queues>> = OnceLock::new();
+    QUEUES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Queues {
+    /// The id of `owner`'s queue `name`, created if new.
+    pub fn register(&mut self, owner: &str, name: &str) -> u32 {
+        let next = self.ids.len() as u32 + 1;
+        let id = *self
+            .ids
+            .entry((owner.to_string(), name.to_string()))
+            .or_insert(next);
+        self.items.entry(id).or_default();
+        id
+    }
+
+    /// The id of an existing queue.
+    pub fn resolve(&self, owner: &str, name: &str) -> Option<u32> {
+        self.ids
+            .get(&(owner.to_string(), name.to_string()))
+            .copied()
+    }
+
+    /// Appends to queue `id`; false if there is no such queue.
+    pub fn enqueue(&mut self, id: u32, value: Vec<u8>) -> bool {
+        let Some(queue) = self.items.get_mut(&id) else {
+            return false;
+        };
+        if queue.len() >= MAX_QUEUE_ITEMS {
+            queue.pop_front();
+        }
+        queue.push_back(value);
+        true
+    }
+
+    /// `None`: no such queue; `Some(None)`: empty.
+    pub fn dequeue(&mut self, id: u32) -> Option<Option<Vec<u8>>> {
+        self.items.get_mut(&id).map(VecDeque::pop_front)
+    }
+}
+
+/// The metrics an entry's filter defined: counters and histograms go to
+/// Prometheus through [`crate::plugin::Telemetry`] (prefixed with the plugin
+/// as for components); every metric's value is kept for `proxy_get_metric`.
+#[derive(Default)]
+pub struct Metrics {
+    defined: Mutex<Vec<(MetricKind, String, i64)>>,
+}
+
+impl Metrics {
+    fn lock(&self) -> MutexGuard<'_, Vec<(MetricKind, String, i64)>> {
+        self.defined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The id of metric `name` (the same id for the same name and kind).
+    pub fn define(&self, kind: MetricKind, name: &str) -> u32 {
+        let name = bounds::sanitise_metric_name(name);
+        let mut defined = self.lock();
+        if let Some(at) = defined
+            .iter()
+            .position(|(k, n, _)| *k == kind && *n == name)
+        {
+            return at as u32 + 1;
+        }
+        defined.push((kind, name, 0));
+        defined.len() as u32
+    }
+
+    /// Adds `value` (`record`: sets it, or observes it for a histogram);
+    /// false for an unknown id.
+    pub fn update(&self, entry: &EntryShared, id: u32, value: i64, record: bool) -> bool {
+        let (kind, name) = {
+            let mut defined = self.lock();
+            let Some((kind, name, current)) = defined.get_mut((id as usize).wrapping_sub(1)) else {
+                return false;
+            };
+            *current = if record {
+                value
+            } else {
+                current.saturating_add(value)
+            };
+            (*kind, name.clone())
+        };
+        let telemetry = &entry.services.telemetry;
+        match kind {
+            MetricKind::Counter if value > 0 => {
+                telemetry.counter_add(&entry.plugin, &name, value as u64, &[])
+            }
+            MetricKind::Histogram if record => {
+                telemetry.histogram_observe(&entry.plugin, &name, value as f64, &[])
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// A metric's current value.
+    pub fn value(&self, id: u32) -> Option<i64> {
+        self.lock()
+            .get((id as usize).wrapping_sub(1))
+            .map(|(_, _, v)| *v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_stored_with_the_value_and_never_zero() {
+        assert_eq!(decode(&encode(7, b"abc")), (7, &b"abc"[..]));
+        assert_eq!(next_version(u32::MAX), 1);
+        assert_eq!(decode(b"x").0, 1, "a foreign value still has a CAS");
+    }
+
+    #[test]
+    fn queues_are_found_by_owner_and_name_and_drain_in_order() {
+        let mut queues = Queues::default();
+        let id = queues.register("p", "q");
+        assert_eq!(queues.register("p", "q"), id);
+        assert_eq!(queues.resolve("p", "q"), Some(id));
+        assert_eq!(queues.resolve("other", "q"), None);
+        assert!(queues.enqueue(id, b"1".to_vec()));
+        assert!(queues.enqueue(id, b"2".to_vec()));
+        assert_eq!(queues.dequeue(id), Some(Some(b"1".to_vec())));
+        assert_eq!(queues.dequeue(id), Some(Some(b"2".to_vec())));
+        assert_eq!(queues.dequeue(id), Some(None));
+        assert_eq!(queues.dequeue(999), None);
+    }
+}
