@@ -11,7 +11,7 @@
 #   BASELINE=/tmp/wasmgate-old bench/run.sh  # also run cases 3-4 on another wasmgate binary (e.g.
 #                                            # built from an older commit), interleaved, for ratios
 #
-# Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy,
+# Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy (and HAProxy when installed),
 # (3) wasmgate without plugins, (4) one trivial plugin, (4b) the api-key plugin, (5) a realistic chain,
 # (6) the same chain while one of its plugin files is replaced 20 times,
 # (7) the chain on a gateway whose kv (rate-limit's bucket) is Redis
@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
 if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
 THREADS=2 CONNECTIONS=32
-UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082
+UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082 HAPROXY_PORT=18085
 REDIS_PORT=16379 REDIS_GATEWAY_PORTS=(18083 18084)
 
 source bench/common.sh
@@ -156,6 +156,30 @@ if [[ $have_chain == 1 ]]; then
 fi
 nginx -c "$work/nginx.conf" -p "$work"
 pids+=("$(cat "$work/nginx.pid" 2>/dev/null || true)")
+# HAProxy as a second peer when installed (no access log: HAProxy logs
+# only to syslog; compare with GATEWAY_LOG='info,wasmgate::access=off').
+haproxy_pid=""
+if command -v haproxy >/dev/null; then
+  cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend echo
+backend echo
+  server echo 127.0.0.1:$UPSTREAM_PORT
+HAPROXY
+  haproxy -D -f "$work/haproxy.cfg" -p "$work/haproxy.pid"
+  haproxy_pid=$(cat "$work/haproxy.pid")
+  pids+=("$haproxy_pid")
+fi
 # Every gateway compiles every plugin first: up to a minute on two busy cores.
 for _ in $(seq 600); do
   curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null &&
@@ -168,6 +192,7 @@ nginx_pid=$(cat "$work/nginx.pid")
 pids+=("$nginx_pid")
 
 cases=(upstream nginx gateway-0 gateway-1 gateway-key)
+[[ -n $haproxy_pid ]] && cases=(upstream nginx haproxy gateway-0 gateway-1 gateway-key)
 [[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1 baseline-key)
 [[ $have_chain == 1 ]] && cases+=(chain chain-reload chain-redis chain-shared)
 if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
@@ -175,6 +200,7 @@ url() {
   case $1 in
     upstream) echo "http://127.0.0.1:$UPSTREAM_PORT/bare" ;;
     nginx) echo "http://127.0.0.1:$NGINX_PORT/bare" ;;
+    haproxy) echo "http://127.0.0.1:$HAPROXY_PORT/bare" ;;
     gateway-0) echo "http://127.0.0.1:$GATEWAY_PORT/bare" ;;
     gateway-1) echo "http://127.0.0.1:$GATEWAY_PORT/trivial" ;;
     gateway-key) echo "http://127.0.0.1:$GATEWAY_PORT/key" ;;
@@ -198,6 +224,7 @@ proxy_pids() {
   case $1 in
     upstream) pgrep -f "$WASMGATE demo --config $work/upstream.yaml" | head -1 ;;
     nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
+    haproxy) echo "$haproxy_pid" ;;
     baseline-*) echo "$baseline_pid" ;;
     chain-redis) echo "${redis_gateway_pids[0]} $redis_pid" ;;
     chain-shared) echo "${redis_gateway_pids[*]} $redis_pid" ;;
@@ -276,7 +303,7 @@ echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]:-}" "${med[nginx]:-}
 echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]:-}" "${med[gateway-0]:-}"), gateway-key / gateway-0 = $(ratio "${med[gateway-key]:-}" "${med[gateway-0]:-}")"
 echo "CPU added by api-key: $(awk -v a="${cpu[gateway-key]:-0}" -v b="${cpu[gateway-0]:-0}" 'BEGIN { printf "%.1f", a - b }') µs per request"
 echo "gateway-0 / upstream = $(ratio "${med[gateway-0]:-}" "${med[upstream]:-}")"
-echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]:-}" "${cpu[nginx]:-}")"
+echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]:-}" "${cpu[nginx]:-}"), gateway-0 / haproxy = $(ratio "${cpu[gateway-0]:-}" "${cpu[haproxy]:-}")"
 if [[ -n "${BASELINE:-}" ]]; then
   echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]:-}" "${med[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]:-}" "${med[baseline-1]:-}")"
   echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}"), gateway-key / baseline-key = $(ratio "${cpu[gateway-key]:-}" "${cpu[baseline-key]:-}")"
