@@ -7,6 +7,7 @@
 #   SKIP_BUILD=1 bench/run.sh     # use the binaries and plugins already built
 #   FAST_RELOAD=false bench/run.sh  # reload straight to the optimized build (no Winch tier)
 #   LOG_DIR=/tmp/logs bench/run.sh  # keep the gateway, upstream and nginx logs there
+#   ACCESS_LOG=off bench/run.sh     # no access log in nginx nor wasmgate (HAProxy never logs here)
 #   CASES="chain chain-reload" bench/run.sh  # only these cases
 #   BASELINE=/tmp/wasmgate-old bench/run.sh  # also run cases 3-4 on another wasmgate binary (e.g.
 #                                            # built from an older commit), interleaved, for ratios
@@ -97,13 +98,20 @@ cat >> "$work/gateway.yaml" <<YAML
 YAML
 fi
 
+# Access logs on for every proxy (the default) or off for every one.
+if [[ ${ACCESS_LOG:-on} == off ]]; then
+  nginx_access_log="access_log off;"
+  GATEWAY_LOG=${GATEWAY_LOG:-info,wasmgate::access=off}
+else
+  nginx_access_log="access_log $logs/nginx-access.log combined buffer=64k flush=1s;"
+fi
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
 pid $work/nginx.pid;
 error_log $logs/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log $logs/nginx-access.log combined buffer=64k flush=1s;  # parity: wasmgate logs every request too
+  $nginx_access_log
   upstream echo { server 127.0.0.1:$UPSTREAM_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -157,7 +165,7 @@ fi
 nginx -c "$work/nginx.conf" -p "$work"
 pids+=("$(cat "$work/nginx.pid" 2>/dev/null || true)")
 # HAProxy as a second peer when installed (no access log: HAProxy logs
-# only to syslog; compare with GATEWAY_LOG='info,wasmgate::access=off').
+# only to syslog; compare it with ACCESS_LOG=off runs).
 haproxy_pid=""
 if command -v haproxy >/dev/null; then
   cat > "$work/haproxy.cfg" <<HAPROXY
