@@ -481,3 +481,43 @@ async fn a_body_that_ends_early_never_reaches_the_upstream_complete() {
         );
     }
 }
+
+/// A header value that is not UTF-8 reaches the upstream through a plugin
+/// route exactly as the plugins read it (the lossy text), never as other
+/// bytes than the ones they judged.
+#[tokio::test]
+async fn an_upstream_gets_a_non_utf8_header_as_the_plugins_read_it() {
+    let (recorder, mut recorded) = recording_upstream().await;
+    let upstreams = format!("  recorder: {{ targets: ['{recorder}'], timeout_ms: 10000 }}\n");
+    let gw = TestGateway::start_opts(
+        "routes:
+  - name: r
+    match: { path_prefix: / }
+    upstream: recorder
+    plugins:
+      - name: headers
+        config: { request: { add: { x-gateway: wasmgate } } }
+",
+        GatewayOptions {
+            upstreams: &upstreams,
+            ..GatewayOptions::default()
+        },
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: gw\r\nx-raw: key\xff\r\n\r\n")
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(8), recorded.recv())
+        .await
+        .expect("the upstream got the request")
+        .unwrap();
+    let contains = |needle: &[u8]| seen.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"x-gateway: wasmgate"), "the plugin ran");
+    assert!(
+        contains("x-raw: key\u{fffd}\r\n".as_bytes()) && !contains(b"key\xff"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+}

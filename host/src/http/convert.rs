@@ -19,6 +19,27 @@ pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// [`header_list`] for a map the chain then keeps editing in step with the
+/// list: a value that is not UTF-8 is replaced in the map too by the lossy
+/// text the plugins see, so what goes on is exactly what they judged.
+pub fn header_list_in_step(headers: &mut HeaderMap) -> Vec<(String, String)> {
+    let mut list = Vec::with_capacity(headers.len());
+    for (name, value) in headers.iter_mut() {
+        let text = match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => text.to_string(),
+            Err(_) => {
+                let lossy = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                if let Ok(replaced) = HeaderValue::from_str(&lossy) {
+                    *value = replaced;
+                }
+                lossy
+            }
+        };
+        list.push((name.as_str().to_string(), text));
+    }
+    list
+}
+
 /// The contract's header list back into a header map; entries that are not
 /// valid HTTP, and any beyond what a header map holds, are dropped (a plugin
 /// cannot break the framing, nor panic the host). The chain refuses such
@@ -129,6 +150,17 @@ mod tests {
         apply_header_changes(&mut list, changes);
         assert_eq!(map, header_map(&list));
         assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_reads_the_same_in_the_map_and_the_list() {
+        let mut map = HeaderMap::new();
+        map.insert("x-raw", HeaderValue::from_bytes(b"key\xff").unwrap());
+        map.insert("x-text", HeaderValue::from_static("plain"));
+        let list = header_list_in_step(&mut map);
+        assert_eq!(list, header_list(&map));
+        assert_eq!(map["x-raw"].as_bytes(), "key\u{fffd}".as_bytes());
+        assert_eq!(map["x-text"], "plain");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod router;
 use crate::gateway::{Gateway, Route, Shared};
 use crate::http::body::{boxed, full, json_error, Body, BoxError};
 use crate::http::body_timeout::{self, TimedBody};
-use crate::http::convert::{header_list, header_map};
+use crate::http::convert::{header_list_in_step, header_map};
 use crate::http::limits::{BodyFault, ClientBodyFault};
 use crate::http::path::PathPolicy;
 use crate::http::strict::{self, framing::Violation};
@@ -294,7 +294,7 @@ impl Proxy<'_> {
     /// plugin's answer, then the response phase.
     async fn run_chain(
         &self,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: ClientBody,
         upgrade: Option<Upgrade>,
     ) -> Response<Body> {
@@ -321,7 +321,7 @@ impl Proxy<'_> {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().map(str::to_string),
-            headers: header_list(&parts.headers),
+            headers: header_list_in_step(&mut parts.headers),
             body: buffered,
             client_addr: self.client_addr.to_string(),
             route: self.route.name.to_string(),
@@ -392,7 +392,7 @@ impl Proxy<'_> {
         states: &mut StepStates,
         deadline: Instant,
     ) -> Response<Body> {
-        let (parts, body) = upstream.into_parts();
+        let (mut parts, body) = upstream.into_parts();
         let (buffered, stream) = if self.route.chain.wants_response_body {
             match self.buffer_response(&parts.headers, body, deadline).await {
                 Ok(bytes) => (Some(bytes.to_vec()), None),
@@ -406,7 +406,7 @@ impl Proxy<'_> {
         };
         let mut response = PluginResponse {
             status: parts.status.as_u16(),
-            headers: header_list(&parts.headers),
+            headers: header_list_in_step(&mut parts.headers),
             body: buffered,
         };
         let mut headers = parts.headers;
