@@ -302,6 +302,59 @@ fn plugin_test_shows_expected_versus_actual_and_fails() {
     assert!(stderr.contains("1 of 2 cases failed"), "{stderr}");
 }
 
+/// The cases of every Proxy-Wasm test filter (`make proxywasm`), run
+/// through the gateway's own loader: a core module is a filter.
+#[test]
+fn plugin_test_passes_the_cases_of_the_proxy_wasm_test_filters() {
+    for (filter, cases) in [
+        ("headers", 3),
+        ("deny", 5),
+        ("body-rewrite", 2),
+        ("auth-call", 3),
+        ("counter", 2),
+        ("hostile", 3),
+    ] {
+        let (ok, stdout, stderr) = wasmgate(&[
+            "plugin",
+            "test",
+            &built("test-plugins", &format!("proxywasm-{filter}")),
+            &repo_file(&format!("tests/proxy-wasm/{filter}/cases.yaml")),
+        ]);
+        assert!(ok, "{filter}: {stdout}{stderr}");
+        assert!(
+            stdout.ends_with(&format!("\n{cases} passed, 0 failed\n")),
+            "{filter}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn plugin_test_fails_a_failing_proxy_wasm_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        "config: { upstream: idp, path: /verify }\ncases:\n  - name: the idp says no\n    upstreams: { idp: { status: 401 } }\n    expect:\n      continue: { headers: { append: { x-user: alice } } }\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = wasmgate(&[
+        "plugin",
+        "test",
+        &built("test-plugins", "proxywasm-auth-call"),
+        cases.to_str().unwrap(),
+    ]);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "FAIL  the idp says no  ({}:3)\n      outcome:\n        - expected: continue\n        + actual:   respond 403,",
+            cases.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("\n0 passed, 1 failed\n"), "{stdout}");
+    assert!(stderr.contains("1 of 1 cases failed"), "{stderr}");
+}
+
 #[test]
 fn plugin_test_names_file_line_and_what_is_expected_in_a_bad_cases_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,6 +22,10 @@ pub struct CasesFile {
     /// The plugin config of every case that gives none (default `{}`).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// For a Proxy-Wasm filter that expects a plain string: its
+    /// configuration verbatim, instead of `config` as JSON text.
+    #[serde(default)]
+    pub config_text: Option<String>,
     pub cases: Vec<Case>,
 }
 
@@ -33,6 +37,9 @@ pub struct Case {
     /// This case's plugin config, replacing the file's.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// This case's `config_text` (Proxy-Wasm filters), replacing the file's.
+    #[serde(default)]
+    pub config_text: Option<String>,
     /// kv entries present before the first request, by the plugin's keys.
     #[serde(default)]
     pub kv: BTreeMap<String, Scalar>,
@@ -478,6 +485,12 @@ impl Case {
 
     /// What is wrong with the case beyond its YAML shape, if anything.
     fn problem(&self) -> Option<String> {
+        if self.config.is_some() && self.config_text.is_some() {
+            return Some(format!(
+                "case `{}`: give `config` or `config_text`, not both",
+                self.name
+            ));
+        }
         let single = self.request.is_some() || self.response.is_some() || self.expect.is_some();
         if !self.steps.is_empty() && single {
             return Some(format!(
@@ -578,6 +591,12 @@ impl CasesFile {
         let yaml = YamlText { text, file };
         let mut parsed: CasesFile = yaml.parse()?;
         let cases = FieldPath::root("cases");
+        if parsed.config.is_some() && parsed.config_text.is_some() {
+            return Err(yaml.invalid(
+                &FieldPath::root("config_text"),
+                "give `config` or `config_text`, not both".into(),
+            ));
+        }
         if parsed.cases.is_empty() {
             return Err(yaml.invalid(&cases, "`cases` is empty: give at least one case".into()));
         }

@@ -1,6 +1,9 @@
 //! Runs a cases file against a sandboxed plugin: per case a fresh instance,
 //! kv store and fakes; per step the hooks the gateway would call, with the
-//! bodies and context it would pass.
+//! bodies and context it would pass. A WIT component and a Proxy-Wasm
+//! filter run alike, through the gateway's [`EntryPool`]: for a filter the
+//! request hook is its request callbacks in a new HTTP context, the
+//! response hook its response callbacks in the same context.
 
 use super::cases::{Case, CasesFile, FakeResponse, Step};
 use super::check::{Checker, Mismatch, Observed};
@@ -9,7 +12,8 @@ use super::sandbox::{FakeHandler, Sandbox, ROUTE};
 use crate::plugin::component::bindings::{
     OutboundRequest, OutboundResponse, Request, RequestAction, Response,
 };
-use crate::plugin::{PluginPool, RequestContext};
+use crate::plugin::entry::StepState;
+use crate::plugin::{EntryPool, RequestContext};
 use std::sync::Arc;
 
 /// Runs every case of `file`, in order.
@@ -34,21 +38,17 @@ async fn run_case(sandbox: &Sandbox, file: &CasesFile, case: &Case) -> Vec<Misma
     }
     let mut checker = Checker::new(String::new());
     for (key, value) in &case.kv {
-        if let Err(e) = fakes
-            .kv_seed(&sandbox.kv_key(key), value.0.clone().into_bytes())
-            .await
-        {
+        if let Err(e) = sandbox.kv_seed(key, value.0.as_bytes()).await {
             checker.differ(&format!("kv.{key}"), "seeded", e);
             return checker.mismatches;
         }
     }
-    let config = case
-        .config
-        .clone()
-        .or_else(|| file.config.clone())
-        .unwrap_or_else(|| serde_json::json!({}));
+    let (config, config_text) = match (&case.config, &case.config_text) {
+        (None, None) => (&file.config, &file.config_text),
+        given => given,
+    };
     let steps = case.steps();
-    let pool = match sandbox.init(&config).await {
+    let pool = match sandbox.entry(config.as_ref(), config_text.as_deref()).await {
         Ok(pool) => pool,
         Err(error) => {
             let message = error.to_string();
@@ -96,10 +96,11 @@ async fn run_case(sandbox: &Sandbox, file: &CasesFile, case: &Case) -> Vec<Misma
 /// the plugin did.
 async fn run_step(
     sandbox: &Sandbox,
-    pool: &PluginPool,
+    pool: &EntryPool,
     step: &Step,
     mut context: RequestContext,
 ) -> Observed {
+    let mut state = StepState::default();
     let info = *pool.info();
     let spec = &step.request;
     let (path, query) = match spec.path.split_once('?') {
@@ -117,7 +118,9 @@ async fn run_step(
         client_addr: spec.client_addr.clone(),
         route: ROUTE.into(),
     };
-    let result = pool.on_request(&mut request, &mut context).await;
+    let result = pool
+        .on_request(&mut request, &mut context, &mut state)
+        .await;
     let (mut response, mut response_skipped) = (None, None);
     if let Some(spec) = &step.response {
         match &result {
@@ -129,7 +132,10 @@ async fn run_step(
                         .wants_response_body
                         .then(|| spec.body().bytes().unwrap_or_default()),
                 };
-                response = Some(pool.on_response(&mut upstream, &mut context).await);
+                response = Some(
+                    pool.on_response(&mut upstream, &mut context, &mut state)
+                        .await,
+                );
             }
             Ok(RequestAction::Continue(_)) => {
                 response_skipped = Some("the plugin's init says wants-response: false")

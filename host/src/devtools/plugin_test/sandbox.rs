@@ -4,9 +4,10 @@
 //! harness and `wasmgate plugin test`.
 
 use crate::plugin::component::bindings::{LogLevel, OutboundRequest, OutboundResponse};
+use crate::plugin::proxy_wasm::shared::{decode_stored, encode_stored};
 use crate::plugin::{
-    CompiledPlugin, Grants, HostServices, KvStore, MemoryKv, Outbound, PluginError, PluginLimits,
-    PluginPool, PluginRuntime, Telemetry,
+    CompiledPlugin, EntryPool, Grants, HostServices, KvStore, MemoryKv, Outbound, PluginError,
+    PluginLimits, PluginPool, PluginRuntime, Telemetry,
 };
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -170,7 +171,10 @@ impl Outbound for Fakes {
                 let handler = locked(&self.upstreams).get(&request.upstream).cloned();
                 let result = match handler {
                     Some(handler) => handler(&request),
-                    None => Err(format!("unknown upstream `{}`", request.upstream)),
+                    None => Err(format!(
+                        "unknown upstream `{}`: a case fakes it under `upstreams:`",
+                        request.upstream
+                    )),
                 };
                 locked(&self.sent).push(request);
                 result
@@ -269,34 +273,87 @@ impl Sandbox {
         format!("{}/{key}", self.compiled.name)
     }
 
-    /// The plugin's own kv entries, by the keys it used.
+    /// Stores `value` under the plugin's `key` as the plugin itself would:
+    /// a Proxy-Wasm filter's shared data carries its CAS version with it.
+    pub async fn kv_seed(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let stored = if self.compiled.is_proxy_wasm() {
+            encode_stored(1, value)
+        } else {
+            value.to_vec()
+        };
+        self.fakes.kv_seed(&self.kv_key(key), stored).await
+    }
+
+    /// The plugin's own kv entries, by the keys it used, as it reads them
+    /// (a Proxy-Wasm filter's without their CAS version).
     pub fn kv_entries(&self) -> HashMap<String, Vec<u8>> {
         let prefix = format!("{}/", self.compiled.name);
+        let filter = self.compiled.is_proxy_wasm();
         self.fakes
             .kv_snapshot()
             .into_iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v)))
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix(&prefix)?.to_string();
+                let value = if filter {
+                    decode_stored(&v).1.to_vec()
+                } else {
+                    v
+                };
+                Some((key, value))
+            })
             .collect()
     }
 
     /// Initialises the plugin with `config` on [`ROUTE`] — what the gateway
-    /// does per route entry, so a refused config is an `Err` here.
+    /// does per route entry, so a refused config is an `Err` here. A
+    /// component only (the SDK's Rust harness); see [`Sandbox::entry`].
     pub async fn init(&self, config: &serde_json::Value) -> Result<PluginPool, PluginError> {
         self.runtime
             .pool(
                 self.compiled.clone(),
                 ROUTE,
                 config.to_string(),
-                // Every call is a test's own: no breaker skips one.
-                PluginLimits {
-                    fault_breaker: crate::config::FaultBreakerConfig {
-                        faults: 0,
-                        ..Default::default()
-                    },
-                    ..PluginLimits::default()
-                },
+                sandbox_limits(),
                 Arc::new(Grants::all()),
             )
             .await
+    }
+
+    /// Initialises the plugin, component or Proxy-Wasm filter, as a route
+    /// entry with `config` (or, for a filter, `config_text`) through the
+    /// gateway's own entry loader, so both kinds run the same cases.
+    /// Without either, a component gets `{}` and a filter an empty
+    /// configuration, as from an entry without `config`.
+    pub async fn entry(
+        &self,
+        config: Option<&serde_json::Value>,
+        config_text: Option<&str>,
+    ) -> Result<EntryPool, PluginError> {
+        let empty = match self.compiled.is_proxy_wasm() {
+            true => serde_json::Value::Null,
+            false => serde_json::json!({}),
+        };
+        self.runtime
+            .entry_pool(
+                self.compiled.clone(),
+                ROUTE,
+                config.unwrap_or(&empty),
+                config_text,
+                sandbox_limits(),
+                Arc::new(Grants::all()),
+            )
+            .await
+    }
+}
+
+/// The gateway's default limits, but every call is a test's own: no
+/// breaker skips one.
+fn sandbox_limits() -> PluginLimits {
+    PluginLimits {
+        fault_breaker: crate::config::FaultBreakerConfig {
+            faults: 0,
+            ..Default::default()
+        },
+        ..PluginLimits::default()
     }
 }

@@ -24,7 +24,8 @@ const MAX_WRITE_ATTEMPTS: usize = 64;
 /// Items a shared queue holds; the oldest is dropped beyond.
 const MAX_QUEUE_ITEMS: usize = 10_000;
 
-fn encode(version: u32, value: &[u8]) -> Vec<u8> {
+/// A value as stored in the kv store: its CAS version, then its bytes.
+pub fn encode_stored(version: u32, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + value.len());
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(value);
@@ -33,7 +34,7 @@ fn encode(version: u32, value: &[u8]) -> Vec<u8> {
 
 /// The version and value of a stored entry; one written by something else
 /// than a filter reads as version 1.
-fn decode(raw: &[u8]) -> (u32, &[u8]) {
+pub fn decode_stored(raw: &[u8]) -> (u32, &[u8]) {
     match raw.get(..4) {
         Some(v) if raw.len() >= 4 => {
             let version = u32::from_le_bytes(v.try_into().expect("4 bytes"));
@@ -87,7 +88,7 @@ pub async fn get(
     caller.data_mut().clock.waited(since);
     let raw = raw.map_err(|e| wasmtime::format_err!("shared data: {e}"))?;
     Ok(raw.map(|raw| {
-        let (version, value) = decode(&raw);
+        let (version, value) = decode_stored(&raw);
         (value.to_vec(), version)
     }))
 }
@@ -107,7 +108,7 @@ pub async fn set(
     let outcome = async {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = kv.get(&key).await?;
-            let version = current.as_deref().map(|raw| decode(raw).0);
+            let version = current.as_deref().map(|raw| decode_stored(raw).0);
             if cas != 0 && version.is_some_and(|v| v != cas) {
                 return Ok(status::CAS_MISMATCH);
             }
@@ -115,7 +116,7 @@ pub async fn set(
                 kv.delete(&key).await?;
                 return Ok(status::OK);
             };
-            let new = encode(next_version(version.unwrap_or(0)), value);
+            let new = encode_stored(next_version(version.unwrap_or(0)), value);
             if kv.compare_and_swap(&key, current, new, None).await? {
                 return Ok(status::OK);
             }
@@ -255,9 +256,9 @@ mod tests {
 
     #[test]
     fn versions_are_stored_with_the_value_and_never_zero() {
-        assert_eq!(decode(&encode(7, b"abc")), (7, &b"abc"[..]));
+        assert_eq!(decode_stored(&encode_stored(7, b"abc")), (7, &b"abc"[..]));
         assert_eq!(next_version(u32::MAX), 1);
-        assert_eq!(decode(b"x").0, 1, "a foreign value still has a CAS");
+        assert_eq!(decode_stored(b"x").0, 1, "a foreign value still has a CAS");
     }
 
     #[test]
