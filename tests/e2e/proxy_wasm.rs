@@ -1,10 +1,12 @@
 //! Unmodified Proxy-Wasm filters (`tests/proxy-wasm/`, `make proxywasm`)
 //! run as chain steps through the real gateway: headers, local responses,
 //! deadlines and traps, shared data with CAS, HTTP calls with pause and
-//! resume, bodies, ticks, the admin view and hot reload.
+//! resume, bodies, ticks, shared queues, metrics, unsupported calls, the
+//! admin view and hot reload.
 
 use crate::support::{
-    built_plugin, gateway_log, get_client, install_plugin, GatewayOptions, TestGateway,
+    built_plugin, gateway_log, get_client, install_plugin, metric_value, scrape_metrics,
+    GatewayOptions, TestGateway,
 };
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,6 +26,8 @@ fn filters() -> Vec<(PathBuf, &'static str)> {
         ("auth-call", "pw-auth-call"),
         ("body-rewrite", "pw-body-rewrite"),
         ("tick", "pw-tick"),
+        ("queue", "pw-queue"),
+        ("metrics", "pw-metrics"),
     ]
     .into_iter()
     .map(|(file, name)| (built_plugin(&format!("proxywasm-{file}.wasm")), name))
@@ -389,4 +393,97 @@ async fn a_filter_file_swap_under_load_loses_no_request_and_a_refused_one_is_kep
     let event = gw.next_reload_event(1).await;
     assert!(!event.ok, "a refused config must not go live");
     assert_eq!(get_client().get(&url, &[]).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gauge_and_a_counter_of_a_filter_are_scraped_from_metrics() {
+    let gw = start(
+        "admin: { address: '127.0.0.1:0' }\nroutes:\n  - name: r\n    upstream: a\n    plugins:\n      - { name: pw-metrics }\n",
+        "",
+        "",
+    )
+    .await;
+    let client = get_client();
+    let set = client.get(&gw.url("/"), &[("x-gauge-set", "40")]).await;
+    assert_eq!(set.upstream_header("x-gauge").as_deref(), Some("40"));
+    let added = client.get(&gw.url("/"), &[("x-gauge-add", "-15")]).await;
+    assert_eq!(
+        added.upstream_header("x-gauge").as_deref(),
+        Some("25"),
+        "proxy_get_metric reads the gauge back"
+    );
+    let text = scrape_metrics(&gw).await;
+    let plugin = [("plugin", "pw-metrics")];
+    assert_eq!(
+        metric_value(&text, "wasmgate_plugin_pw_level", &plugin),
+        Some(25.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE wasmgate_plugin_pw_level gauge"),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "wasmgate_plugin_pw_requests", &plugin),
+        Some(2.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enqueue_from_a_request_wakes_the_root_context_that_registered_the_queue() {
+    let gw = start(
+        "routes:\n  - name: r\n    upstream: a\n    plugins:\n      - { name: pw-queue, allow: [kv] }\n",
+        "",
+        "",
+    )
+    .await;
+    let client = get_client();
+    for i in 1..=5 {
+        let reply = client.get(&gw.url(&format!("/item/{i}")), &[]).await;
+        assert_eq!(reply.status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = client.get(&gw.url("/poll"), &[]).await;
+        let seen: u64 = reply
+            .upstream_header("x-queue-seen")
+            .expect("x-queue-seen")
+            .parse()
+            .unwrap();
+        if seen >= 5 {
+            let last = reply.upstream_header("x-queue-last").expect("x-queue-last");
+            assert!(
+                last.starts_with("/item/") || last == "/poll",
+                "the root context drained the paths: {last}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxy_on_queue_ready never drained the queue: seen {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsupported_call_is_logged_once_per_plugin_and_the_filter_goes_on() {
+    let extra = [(built_plugin("proxywasm-headers.wasm"), "pw-once")];
+    let gw = TestGateway::start_with_plugins(
+        "routes:\n  - name: one\n    match: { path_prefix: /one }\n    upstream: a\n    plugins:\n      - { name: pw-once, config: { request_value: v } }\n  - name: two\n    match: { path_prefix: /two }\n    upstream: a\n    plugins:\n      - { name: pw-once, config: { request_value: v } }\n",
+        "",
+        &extra,
+    )
+    .await;
+    let client = get_client();
+    for path in ["/one", "/two", "/one", "/two"] {
+        let reply = client.get(&gw.url(path), &[]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.upstream_header("x-pw-request").as_deref(), Some("v"));
+    }
+    let logged = gateway_log()
+        .lines()
+        .filter(|l| l.contains("plugin=\"pw-once\"") && l.contains("call=\"proxy_set_property\""))
+        .count();
+    assert_eq!(logged, 1, "{}", gateway_log());
 }

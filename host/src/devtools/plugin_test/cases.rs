@@ -349,7 +349,8 @@ pub struct ExpectOutbound {
     pub body_json: Option<serde_json::Value>,
 }
 
-/// An expected metric update: a `counter` or a `histogram` by name.
+/// An expected metric update: a `counter`, a `histogram` or a `gauge`
+/// (Proxy-Wasm filters) by name.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectMetric {
@@ -357,6 +358,8 @@ pub struct ExpectMetric {
     pub counter: Option<String>,
     #[serde(default)]
     pub histogram: Option<String>,
+    #[serde(default)]
+    pub gauge: Option<String>,
     #[serde(default)]
     pub value: Option<f64>,
     #[serde(default)]
@@ -569,9 +572,11 @@ impl Step {
             }
         }
         for metric in e.metrics.iter().flatten() {
-            if metric.counter.is_some() == metric.histogram.is_some() {
+            let named = [&metric.counter, &metric.histogram, &metric.gauge];
+            if named.iter().filter(|n| n.is_some()).count() != 1 {
                 return Some(
-                    "each `expect.metrics` entry names exactly one `counter` or `histogram`".into(),
+                    "each `expect.metrics` entry names exactly one `counter`, `histogram` or `gauge`"
+                        .into(),
                 );
             }
         }

@@ -460,6 +460,11 @@ fn metric_matches(expected: &ExpectMetric, actual: &MetricUpdate) -> bool {
             value,
             labels,
         } => (expected.histogram.as_ref() == Some(name), *value, labels),
+        MetricUpdate::Gauge {
+            name,
+            value,
+            labels,
+        } => (expected.gauge.as_ref() == Some(name), *value, labels),
     };
     kind_ok
         && expected.value.is_none_or(|v| v == value)
@@ -467,10 +472,11 @@ fn metric_matches(expected: &ExpectMetric, actual: &MetricUpdate) -> bool {
 }
 
 fn show_expected_metric(m: &ExpectMetric) -> String {
-    let (kind, name) = match (&m.counter, &m.histogram) {
-        (Some(name), _) => ("counter", name.as_str()),
-        (None, Some(name)) => ("histogram", name.as_str()),
-        (None, None) => ("metric", "*"),
+    let (kind, name) = match (&m.counter, &m.histogram, &m.gauge) {
+        (Some(name), _, _) => ("counter", name.as_str()),
+        (None, Some(name), _) => ("histogram", name.as_str()),
+        (None, None, Some(name)) => ("gauge", name.as_str()),
+        (None, None, None) => ("metric", "*"),
     };
     let value = m.value.map_or("*".to_string(), |v| v.to_string());
     let labels = m
@@ -492,6 +498,11 @@ fn show_metric(m: &MetricUpdate) -> String {
             value,
             labels,
         } => ("histogram", name, *value, labels),
+        MetricUpdate::Gauge {
+            name,
+            value,
+            labels,
+        } => ("gauge", name, *value, labels),
     };
     let labels = if labels.is_empty() {
         String::new()

@@ -39,6 +39,12 @@ pub enum MetricUpdate {
         value: f64,
         labels: Vec<(String, String)>,
     },
+    /// A gauge set (Proxy-Wasm filters' gauges).
+    Gauge {
+        name: String,
+        value: f64,
+        labels: Vec<(String, String)>,
+    },
 }
 
 /// Answers a plugin's outbound call to one upstream.
@@ -216,6 +222,14 @@ impl Telemetry for Fakes {
         labels: &[(String, String)],
     ) {
         locked(&self.metrics).push(MetricUpdate::Histogram {
+            name: name.into(),
+            value,
+            labels: labels.to_vec(),
+        });
+    }
+
+    fn gauge_set(&self, _plugin: &str, name: &str, value: f64, labels: &[(String, String)]) {
+        locked(&self.metrics).push(MetricUpdate::Gauge {
             name: name.into(),
             value,
             labels: labels.to_vec(),

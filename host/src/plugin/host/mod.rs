@@ -62,6 +62,9 @@ pub trait Telemetry: Send + Sync {
     );
     fn counter_add(&self, plugin: &str, name: &str, value: u64, labels: &[(String, String)]);
     fn histogram_observe(&self, plugin: &str, name: &str, value: f64, labels: &[(String, String)]);
+    /// Sets a gauge (a Proxy-Wasm filter's `proxy_define_metric` gauge;
+    /// the WIT contract has none).
+    fn gauge_set(&self, plugin: &str, name: &str, value: f64, labels: &[(String, String)]);
 }
 
 /// The capabilities one runtime hands to every plugin instance it creates.

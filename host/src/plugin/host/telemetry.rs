@@ -13,7 +13,7 @@
 use crate::plugin::bounds::{sanitise_metric_name, Refusal};
 use crate::plugin::component::bindings::LogLevel;
 use crate::plugin::Telemetry;
-use prometheus::{CounterVec, HistogramOpts, HistogramVec, Opts, Registry};
+use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -52,12 +52,14 @@ struct Family {
 enum FamilyVec {
     Counter(CounterVec),
     Histogram(HistogramVec),
+    Gauge(GaugeVec),
 }
 
 #[derive(Clone, Copy)]
 enum Kind {
     Counter,
     Histogram,
+    Gauge,
 }
 
 impl GatewayTelemetry {
@@ -164,6 +166,9 @@ impl GatewayTelemetry {
             (FamilyVec::Histogram(vec), Kind::Histogram) => vec
                 .get_metric_with_label_values(&values)
                 .map(|h| h.observe(value)),
+            (FamilyVec::Gauge(vec), Kind::Gauge) => vec
+                .get_metric_with_label_values(&values)
+                .map(|g| g.set(value)),
             _ => {
                 return refuse(
                     "name_taken",
@@ -193,7 +198,7 @@ impl GatewayTelemetry {
             );
         }
         let series_names: Vec<String> = match kind {
-            Kind::Counter => vec![full.to_string()],
+            Kind::Counter | Kind::Gauge => vec![full.to_string()],
             Kind::Histogram => crate::observe::metrics::histogram_series(full).to_vec(),
         };
         if let Some(taken) = series_names.iter().find(|s| families.taken.contains(*s)) {
@@ -218,6 +223,13 @@ impl GatewayTelemetry {
                 let opts = HistogramOpts::new(full, format!("plugin histogram {name}"));
                 match HistogramVec::new(opts, &names) {
                     Ok(vec) => (FamilyVec::Histogram(vec.clone()), Box::new(vec)),
+                    Err(e) => return refuse("invalid_name", format!("`{full}`: {e}")),
+                }
+            }
+            Kind::Gauge => {
+                let opts = Opts::new(full, format!("plugin gauge {name}"));
+                match GaugeVec::new(opts, &names) {
+                    Ok(vec) => (FamilyVec::Gauge(vec.clone()), Box::new(vec)),
                     Err(e) => return refuse("invalid_name", format!("`{full}`: {e}")),
                 }
             }
@@ -266,6 +278,12 @@ impl Telemetry for GatewayTelemetry {
 
     fn histogram_observe(&self, plugin: &str, name: &str, value: f64, labels: &[(String, String)]) {
         if let Err(refusal) = self.record(plugin, name, Kind::Histogram, value, labels) {
+            refusal.report(plugin);
+        }
+    }
+
+    fn gauge_set(&self, plugin: &str, name: &str, value: f64, labels: &[(String, String)]) {
+        if let Err(refusal) = self.record(plugin, name, Kind::Gauge, value, labels) {
             refusal.report(plugin);
         }
     }
@@ -342,6 +360,20 @@ mod tests {
         assert!(
             text.contains(r#"wasmgate_plugin_hits{plugin="q",route="q's own"} 1"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_gauge_is_set_not_added_and_keeps_its_type() {
+        let telemetry = GatewayTelemetry::new(Registry::new());
+        telemetry.gauge_set("p", "depth", 5.0, &[]);
+        telemetry.gauge_set("p", "depth", 2.0, &[]);
+        assert!(scrape(&telemetry).contains(
+            "# TYPE wasmgate_plugin_depth gauge\nwasmgate_plugin_depth{plugin=\"p\"} 2\n"
+        ));
+        assert_eq!(
+            reason(telemetry.record("p", "depth", Kind::Counter, 1.0, &[])),
+            "name_taken"
         );
     }
 

@@ -4,7 +4,7 @@
 //! to the gateway log).
 //!
 //! Statuses follow `docs/proxy-wasm-abi.md`: a call the host does not
-//! support is logged once per entry and answers with a status the Rust SDK
+//! support is logged once per plugin and answers with a status the Rust SDK
 //! tolerates (it panics on `UNIMPLEMENTED`); a guest pointer out of bounds
 //! traps the call.
 
@@ -134,7 +134,7 @@ async fn hand_back(caller: &mut Ctx<'_>, bytes: &[u8], ptr_out: i32, size_out: i
     write_u32(caller, size_out, bytes.len() as u32)
 }
 
-/// Logs a call the host does not support, once per entry and call.
+/// Logs a call the host does not support, once per plugin and call.
 fn unsupported(caller: &Ctx<'_>, call: &str, why: &str) {
     let entry = &caller.data().entry;
     if entry.first_unsupported(call) {
@@ -521,7 +521,8 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
         "proxy_register_shared_queue",
         |mut caller: Ctx<'_>, ptr: i32, len: i32, out: i32| -> Result<i32> {
             let name = read_str(&caller, ptr, len)?;
-            let id = shared::queues().register(&caller.data().entry.plugin, &name);
+            let entry = &caller.data().entry;
+            let id = shared::queues().register(&entry.plugin, &name, &entry.queue_watch);
             write_u32(&mut caller, out, id)?;
             Ok(status::OK)
         },
@@ -799,13 +800,6 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
             let Some(kind) = MetricKind::from_abi(kind) else {
                 return Ok(status::BAD_ARGUMENT);
             };
-            if kind == MetricKind::Gauge {
-                unsupported(
-                    &caller,
-                    "proxy_define_metric",
-                    "gauges are kept for proxy_get_metric but not exported",
-                );
-            }
             let id = caller.data().entry.metrics.define(kind, &name);
             write_u32(&mut caller, out, id)?;
             Ok(status::OK)

@@ -1,7 +1,8 @@
 //! One Proxy-Wasm VM: a store with the filter's state, the callbacks it
 //! exports, and the host's side of its life — start-up (`_initialize`,
 //! root context, `proxy_on_vm_start`, `proxy_on_configure`), one HTTP
-//! context per request, the HTTP calls it dispatches, ticks.
+//! context per request, the HTTP calls it dispatches, ticks and queue
+//! notifications.
 //!
 //! Every callback is one plugin call under the entry's deadline (epoch
 //! interruption, time spent in the host excluded) and memory cap; a
@@ -66,6 +67,7 @@ struct Callbacks {
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
     tick: Option<TypedFunc<i32, ()>>,
+    queue_ready: Option<TypedFunc<(i32, i32), ()>>,
 }
 
 /// A started filter instance.
@@ -147,6 +149,7 @@ impl FilterInstance {
             log: typed!("proxy_on_log"),
             delete: typed!("proxy_on_delete"),
             tick: typed!("proxy_on_tick"),
+            queue_ready: typed!("proxy_on_queue_ready"),
         };
         let initialize: Option<TypedFunc<(), ()>> = typed!("_initialize");
         let main: Option<TypedFunc<(i32, i32), i32>> = typed!("main");
@@ -401,6 +404,14 @@ impl FilterInstance {
     pub async fn tick(&mut self) -> Result<(), PluginFault> {
         match self.callbacks.tick.clone() {
             Some(tick) => self.call(tick, ROOT_ID as i32).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Calls `proxy_on_queue_ready` on the root context for queue `id`.
+    pub async fn queue_ready(&mut self, id: u32) -> Result<(), PluginFault> {
+        match self.callbacks.queue_ready.clone() {
+            Some(ready) => self.call(ready, (ROOT_ID as i32, id as i32)).await,
             None => Ok(()),
         }
     }

@@ -6,7 +6,8 @@
 //! [`module`] tells a filter from a component and compiles it;
 //! [`instance`] starts a VM and runs its callbacks; [`hostcalls`] is the
 //! ABI's host side; [`context`] one request's HTTP context; [`shared`]
-//! shared data, queues and metrics; [`tick`] the timer.
+//! shared data, queues and metrics; [`root`] the root context's ticks and
+//! queue notifications.
 //!
 //! A request holds one warm instance from its request headers to its
 //! response (its HTTP context lives in that instance, as in Envoy's
@@ -17,8 +18,8 @@ pub mod context;
 pub mod hostcalls;
 pub mod instance;
 pub mod module;
+pub mod root;
 pub mod shared;
-pub mod tick;
 
 use crate::plugin::bindings::{
     HeaderChanges, PluginInfo, Request, RequestAction, Response, ResponseChanges,
@@ -31,7 +32,7 @@ use crate::plugin::{CompiledPlugin, PluginFault, PluginLimits, RequestContext};
 use context::Facts;
 use instance::{FilterInstance, FilterState};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use wasmtime::InstancePre;
 
 /// How operators see the ABI a filter speaks.
@@ -50,17 +51,28 @@ pub struct EntryShared {
     pub(crate) config: Vec<u8>,
     pub(crate) limits: PluginLimits,
     pub(crate) metrics: shared::Metrics,
-    /// Unsupported calls already logged.
-    unsupported: Mutex<HashSet<String>>,
+    /// The queues this entry's filter registered, as they get items.
+    pub(crate) queue_watch: Arc<shared::QueueWatch>,
+    /// The filter file's content hash: which version of it this is.
+    content_hash: u64,
 }
 
+/// An unsupported call of one plugin file: plugin, content hash, call.
+type UnsupportedCall = (Arc<str>, u64, String);
+
+/// The unsupported calls logged so far.
+static LOGGED_UNSUPPORTED: LazyLock<Mutex<HashSet<UnsupportedCall>>> =
+    LazyLock::new(Mutex::default);
+
 impl EntryShared {
-    /// True the first time `call` is reported unsupported for this entry.
+    /// True the first time `call` is reported unsupported for this
+    /// plugin: once per plugin file, whatever its route entries, instances
+    /// or compiler tier; a changed file is a new plugin version and logs again.
     pub(crate) fn first_unsupported(&self, call: &str) -> bool {
-        self.unsupported
+        LOGGED_UNSUPPORTED
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(call.to_string())
+            .insert((self.plugin.clone(), self.content_hash, call.to_string()))
     }
 
     /// Logs and counts a fault outside a request (a tick).
@@ -94,7 +106,7 @@ pub struct FilterPool {
     guard: EntryGuard,
     entry: Arc<EntryShared>,
     idle: Mutex<Vec<FilterInstance>>,
-    _tick: Option<tick::TickTask>,
+    _root: root::RootTask,
 }
 
 /// A filter may act on every phase and body (the SDK exports every
@@ -107,7 +119,8 @@ const FILTER_INFO: PluginInfo = PluginInfo {
 
 impl FilterPool {
     /// Starts the entry's first instance (a refused config fails here, at
-    /// load) and, if its root context set a tick period, its timer.
+    /// load) and the task driving its root context outside requests
+    /// ([`root`]), which keeps that instance if it set a tick period.
     pub(crate) async fn new(
         compiled: Arc<CompiledPlugin>,
         pre: InstancePre<FilterState>,
@@ -132,28 +145,22 @@ impl FilterPool {
             config,
             limits,
             metrics: shared::Metrics::default(),
-            unsupported: Mutex::default(),
+            queue_watch: Arc::default(),
+            content_hash: compiled.content_hash,
         });
         let first = FilterInstance::start(&pre, entry.clone()).await?;
-        let (idle, tick) = match first.tick_period() {
-            Some(period) => (
-                Vec::new(),
-                Some(tick::TickTask::spawn(
-                    first,
-                    period,
-                    pre.clone(),
-                    entry.clone(),
-                )),
-            ),
+        let (idle, root_instance) = match first.tick_period() {
+            Some(_) => (Vec::new(), Some(first)),
             None => (vec![first], None),
         };
+        let root = root::RootTask::spawn(root_instance, pre.clone(), entry.clone());
         Ok(FilterPool {
             compiled,
             pre,
             guard,
             entry,
             idle: Mutex::new(idle),
-            _tick: tick,
+            _root: root,
         })
     }
 

@@ -1,6 +1,7 @@
 //! What filters share beyond one instance: shared data on the gateway's
 //! [`KvStore`](crate::plugin::KvStore) with the ABI's compare-and-swap,
-//! shared queues (in-process), and the entry's metrics.
+//! shared queues (in-process, each telling the entries that registered it
+//! when an item arrives), and the entry's metrics.
 //!
 //! The ABI's CAS is a `u32` version, the kv store's CAS compares bytes, so
 //! each value is stored as `[version: u32 LE][value]` and every write
@@ -13,8 +14,8 @@ use super::abi::{status, MetricKind};
 use super::instance::FilterState;
 use super::EntryShared;
 use crate::plugin::bounds::{self, CallBudget};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 use wasmtime::Caller;
 
@@ -131,12 +132,51 @@ pub async fn set(
     outcome.map_err(|e: String| wasmtime::format_err!("shared data: {e}"))
 }
 
+/// The queues that got an item since one route entry's root context last
+/// heard of them, and the wake-up of the task that tells it
+/// (`proxy_on_queue_ready`, see [`super::root`]).
+#[derive(Default)]
+pub struct QueueWatch {
+    ready: Mutex<BTreeSet<u32>>,
+    wake: tokio::sync::Notify,
+}
+
+impl QueueWatch {
+    fn ready(&self) -> MutexGuard<'_, BTreeSet<u32>> {
+        self.ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queue `id` has an item: noted once however many arrive before the
+    /// root context is told.
+    fn notify(&self, id: u32) {
+        self.ready().insert(id);
+        self.wake.notify_one();
+    }
+
+    /// The queues that got items, in id order, once there are any.
+    /// Cancel-safe: nothing is taken until it returns.
+    pub async fn next(&self) -> Vec<u32> {
+        loop {
+            let ids = std::mem::take(&mut *self.ready());
+            if !ids.is_empty() {
+                return ids.into_iter().collect();
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
 /// Shared queues, process-wide: a queue is named by its owner (the plugin
-/// name, Envoy's VM id) and its name.
+/// name, Envoy's VM id) and its name. Every route entry whose filter
+/// registered a queue is told when an item is enqueued to it, from
+/// whichever context.
 #[derive(Default)]
 pub struct Queues {
     ids: HashMap<(String, String), u32>,
     items: HashMap<u32, VecDeque<Vec<u8>>>,
+    watchers: HashMap<u32, Vec<Weak<QueueWatch>>>,
 }
 
 /// The process's queues.
@@ -149,14 +189,23 @@ pub fn queues() -> MutexGuard<'static, Queues> {
 }
 
 impl Queues {
-    /// The id of `owner`'s queue `name`, created if new.
-    pub fn register(&mut self, owner: &str, name: &str) -> u32 {
+    /// The id of `owner`'s queue `name`, created if new; `watch` (the
+    /// registering entry's) is told of every item enqueued from now on.
+    pub fn register(&mut self, owner: &str, name: &str, watch: &Arc<QueueWatch>) -> u32 {
         let next = self.ids.len() as u32 + 1;
         let id = *self
             .ids
             .entry((owner.to_string(), name.to_string()))
             .or_insert(next);
         self.items.entry(id).or_default();
+        let watchers = self.watchers.entry(id).or_default();
+        watchers.retain(|w| w.strong_count() > 0);
+        if !watchers
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(watch)))
+        {
+            watchers.push(Arc::downgrade(watch));
+        }
         id
     }
 
@@ -167,7 +216,8 @@ impl Queues {
             .copied()
     }
 
-    /// Appends to queue `id`; false if there is no such queue.
+    /// Appends to queue `id` and tells its watchers; false if there is no
+    /// such queue.
     pub fn enqueue(&mut self, id: u32, value: Vec<u8>) -> bool {
         let Some(queue) = self.items.get_mut(&id) else {
             return false;
@@ -176,6 +226,15 @@ impl Queues {
             queue.pop_front();
         }
         queue.push_back(value);
+        if let Some(watchers) = self.watchers.get_mut(&id) {
+            watchers.retain(|w| match w.upgrade() {
+                Some(watch) => {
+                    watch.notify(id);
+                    true
+                }
+                None => false,
+            });
+        }
         true
     }
 
@@ -185,9 +244,11 @@ impl Queues {
     }
 }
 
-/// The metrics an entry's filter defined: counters and histograms go to
-/// Prometheus through [`crate::plugin::Telemetry`] (prefixed with the plugin
-/// as for components); every metric's value is kept for `proxy_get_metric`.
+/// The metrics an entry's filter defined, exported to Prometheus through
+/// [`crate::plugin::Telemetry`] (prefixed with the plugin as for
+/// components): a counter adds, a histogram observes, a gauge is set to
+/// its value after each update; every metric's value is kept for
+/// `proxy_get_metric`.
 #[derive(Default)]
 pub struct Metrics {
     defined: Mutex<Vec<(MetricKind, String, i64)>>,
@@ -217,7 +278,7 @@ impl Metrics {
     /// Adds `value` (`record`: sets it, or observes it for a histogram);
     /// false for an unknown id.
     pub fn update(&self, entry: &EntryShared, id: u32, value: i64, record: bool) -> bool {
-        let (kind, name) = {
+        let (kind, name, now) = {
             let mut defined = self.lock();
             let Some((kind, name, current)) = defined.get_mut((id as usize).wrapping_sub(1)) else {
                 return false;
@@ -227,7 +288,7 @@ impl Metrics {
             } else {
                 current.saturating_add(value)
             };
-            (*kind, name.clone())
+            (*kind, name.clone(), *current)
         };
         let telemetry = &entry.services.telemetry;
         match kind {
@@ -237,6 +298,7 @@ impl Metrics {
             MetricKind::Histogram if record => {
                 telemetry.histogram_observe(&entry.plugin, &name, value as f64, &[])
             }
+            MetricKind::Gauge => telemetry.gauge_set(&entry.plugin, &name, now as f64, &[]),
             _ => {}
         }
         true
@@ -264,8 +326,9 @@ mod tests {
     #[test]
     fn queues_are_found_by_owner_and_name_and_drain_in_order() {
         let mut queues = Queues::default();
-        let id = queues.register("p", "q");
-        assert_eq!(queues.register("p", "q"), id);
+        let watch = Arc::new(QueueWatch::default());
+        let id = queues.register("p", "q", &watch);
+        assert_eq!(queues.register("p", "q", &watch), id);
         assert_eq!(queues.resolve("p", "q"), Some(id));
         assert_eq!(queues.resolve("other", "q"), None);
         assert!(queues.enqueue(id, b"1".to_vec()));
@@ -274,5 +337,29 @@ mod tests {
         assert_eq!(queues.dequeue(id), Some(Some(b"2".to_vec())));
         assert_eq!(queues.dequeue(id), Some(None));
         assert_eq!(queues.dequeue(999), None);
+    }
+
+    #[tokio::test]
+    async fn an_enqueue_tells_the_entries_that_registered_the_queue_once() {
+        let mut queues = Queues::default();
+        let (owner, other) = (
+            Arc::new(QueueWatch::default()),
+            Arc::new(QueueWatch::default()),
+        );
+        let id = queues.register("p", "q", &owner);
+        let elsewhere = queues.register("p", "r", &other);
+        assert!(queues.enqueue(id, b"1".to_vec()));
+        assert!(queues.enqueue(id, b"2".to_vec()));
+        assert_eq!(owner.next().await, vec![id], "two items, one notice");
+        assert!(
+            other.ready().is_empty(),
+            "not the watcher of queue {elsewhere}"
+        );
+        drop(other);
+        assert!(
+            queues.enqueue(elsewhere, b"3".to_vec()),
+            "a gone watcher is skipped"
+        );
+        assert!(queues.watchers[&elsewhere].is_empty());
     }
 }

@@ -3,12 +3,14 @@
 //! context per request; the route entry's JSON config reaches
 //! `proxy_on_configure` (an invalid one makes it return false, so the plugin
 //! must not load); header add/remove on request and response; the properties
-//! `request.path`, `request.method` and `plugin_name`; and `proxy_log`.
+//! `request.path`, `request.method` and `plugin_name`; `proxy_log`; and an
+//! unsupported call (`proxy_set_property`) that the host logs once per
+//! plugin while the filter goes on.
 //!
 //! Config: `{"request_value": "..."}`.
 //! Request headers: adds `x-pw-request: <request_value>`, `x-pw-path`,
 //! `x-pw-method` and `x-pw-plugin` (each only when the host knows the
-//! property), removes `x-remove-me`.
+//! property), removes `x-remove-me`, sets property `wasmgate.seen`.
 //! Response headers: adds `x-pw-response: yes`, removes `server`.
 
 use proxy_wasm::hostcalls;
@@ -90,6 +92,7 @@ impl HttpContext for Headers {
                 self.add_http_request_header(name, value);
             }
         }
+        self.set_property(vec!["wasmgate", "seen"], Some(b"1"));
         // The raw hostcall, as filters without the `log` crate use it.
         hostcalls::log(
             LogLevel::Info,

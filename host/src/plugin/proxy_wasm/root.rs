@@ -1,0 +1,96 @@
+//! The root context of a filter entry outside requests: a task with its
+//! own instance calls `proxy_on_tick` every period the root context set,
+//! and `proxy_on_queue_ready` when a queue the entry registered gets an
+//! item (from any context, see [`super::shared::QueueWatch`]). The
+//! instance serves no request, so neither ever runs during one. The task
+//! lives as long as the entry's pool (until a reload or a shutdown).
+
+use super::instance::{FilterInstance, FilterState};
+use super::EntryShared;
+use crate::plugin::PluginFault;
+use std::sync::Arc;
+use tokio::time::Instant;
+use wasmtime::InstancePre;
+
+/// The running task; dropping it stops it.
+pub struct RootTask(tokio::task::JoinHandle<()>);
+
+impl Drop for RootTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What woke the root context up.
+enum Event {
+    Tick,
+    QueuesReady(Vec<u32>),
+}
+
+impl RootTask {
+    /// Drives the entry's root context: on `first` (already started, and
+    /// the one whose tick period counts from now) or, when there is none,
+    /// on an instance started when first needed. A faulting callback is
+    /// logged and counted; the next one runs on a fresh instance.
+    pub fn spawn(
+        first: Option<FilterInstance>,
+        pre: InstancePre<FilterState>,
+        entry: Arc<EntryShared>,
+    ) -> RootTask {
+        RootTask(tokio::spawn(async move {
+            let mut period = first.as_ref().and_then(FilterInstance::tick_period);
+            let mut next_tick = period.map(|p| Instant::now() + p);
+            let mut instance = first;
+            loop {
+                let event = tokio::select! {
+                    () = sleep_until(next_tick) => Event::Tick,
+                    ids = entry.queue_watch.next() => Event::QueuesReady(ids),
+                };
+                let tick = matches!(event, Event::Tick);
+                let vm = match instance.take() {
+                    Some(vm) => Ok(vm),
+                    None => FilterInstance::start(&pre, entry.clone()).await,
+                };
+                let (phase, outcome) = match (vm, event) {
+                    (Err(fault), _) => ("root", Err(fault)),
+                    (Ok(mut vm), Event::Tick) => ("tick", vm.tick().await.map(|()| vm)),
+                    (Ok(mut vm), Event::QueuesReady(ids)) => {
+                        ("queue_ready", deliver(&mut vm, ids).await.map(|()| vm))
+                    }
+                };
+                match outcome {
+                    Ok(vm) => {
+                        let now = vm.tick_period();
+                        if tick || now != period {
+                            next_tick = now.map(|p| Instant::now() + p);
+                        }
+                        period = now;
+                        instance = Some(vm);
+                    }
+                    Err(fault) => {
+                        entry.report_fault(phase, &fault);
+                        if tick {
+                            next_tick = period.map(|p| Instant::now() + p);
+                        }
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// `proxy_on_queue_ready` for each queue that got items.
+async fn deliver(vm: &mut FilterInstance, ids: Vec<u32>) -> Result<(), PluginFault> {
+    for id in ids {
+        vm.queue_ready(id).await?;
+    }
+    Ok(())
+}
+
+/// Sleeps until `at`; without a tick due, forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
