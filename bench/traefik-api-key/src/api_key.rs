@@ -22,14 +22,16 @@ impl ApiKey {
         ApiKey { config, challenge }
     }
 
-    /// Answers `401` with the JSON error body wasmgate's plugin sends.
+    /// Answers `401` with the JSON error body wasmgate's plugin sends. The
+    /// headers go first: Traefik's host writes the status line when the
+    /// status is set, and drops headers set after it.
     fn deny(&self, response: &Response, message: &str) -> (bool, i32) {
         let body = serde_json::json!({ "error": message, "code": "unauthorized" }).to_string();
-        response.set_status(401);
         response.header.set(b"content-type", b"application/json");
         response
             .header
             .set(b"www-authenticate", self.challenge.as_bytes());
+        response.set_status(401);
         response.body.write(body.as_bytes());
         (false, 0)
     }
