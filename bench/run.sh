@@ -241,19 +241,19 @@ fi
 
 # wasmgate's api-key plugin and its Traefik twin must answer alike before
 # they are measured: without a key and with an unknown one, 401 with the
-# same challenge and JSON error; with the key, 200, the upstream seeing the
-# consumer and not the key.
+# same challenge, content type and JSON error; with the key, 200, the
+# upstream seeing the consumer and not the key.
 check_api_key() {
   local c=$1 u key error got want hdr
   u=$(url "$c")
   for sent in "missing API key|" "invalid API key|wrong-key-0001" "|bench-key-0001"; do
     error=${sent%|*} key=${sent#*|} hdr=()
     [[ -n $key ]] && hdr=(-H "x-api-key: $key")
-    got=$(curl -s -w ' %{http_code} %header{www-authenticate}' "${hdr[@]}" "$u")
+    got=$(curl -s -w ' %{http_code} %{content_type} %header{www-authenticate}' "${hdr[@]}" "$u")
     if [[ -n $error ]]; then
-      want="{\"code\":\"unauthorized\",\"error\":\"$error\"} 401 ApiKey header=\"x-api-key\""
+      want="{\"code\":\"unauthorized\",\"error\":\"$error\"} 401 application/json ApiKey header=\"x-api-key\""
       [[ $got == "$want" ]] && continue
-    elif [[ $got == *'"x-consumer":"bench"'*' 200 ' && $got != *'"x-api-key"'* ]]; then
+    elif [[ $got == *'"x-consumer":"bench"'*' 200 application/json ' && $got != *'"x-api-key"'* ]]; then
       continue
     fi
     echo "$c at $u with x-api-key '$key' answered: $got" >&2
