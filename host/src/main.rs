@@ -86,20 +86,16 @@ enum PluginCommand {
     },
 }
 
-/// Logs go to stderr through a background writer thread: a request never
-/// waits on the stderr lock to write its access-log line (measured: that
-/// wait cost a third of the no-plugin throughput, see BENCHMARKS.md). Lines
-/// are never dropped; the returned guard flushes them at exit.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through a buffer that a background thread writes out
+/// (`observe::log_writer`): a request never makes a syscall, waits on the
+/// stderr lock or wakes a thread to write its access-log line (measured:
+/// the lock cost a third of the no-plugin throughput, a wake-up per line
+/// most of the access log's CPU; see BENCHMARKS.md). Lines are never
+/// dropped; the returned guard writes what is left at exit.
+fn init_logging(format: LogFormat) -> std::io::Result<wasmgate::observe::log_writer::FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // One write per line would make the writer thread the bottleneck under
-    // load (and, being lossless, stall every task that logs): it drains a
-    // burst into the buffer and flushes once the queue is empty.
-    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(stderr);
+    let (writer, guard) = wasmgate::observe::log_writer::BatchedWriter::spawn(std::io::stderr())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -108,13 +104,19 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    guard
+    Ok(guard)
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _flush_logs_at_exit = init_logging(cli.log_format);
+    let _flush_logs_at_exit = match init_logging(cli.log_format) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: cannot start the log writer thread: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match execute(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

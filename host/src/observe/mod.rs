@@ -1,8 +1,9 @@
 //! What operators see of the traffic: [`metrics`] (Prometheus),
-//! [`access_log`] lines, [`tracecontext`] ids and [`span_export`] to an OTLP
+//! [`access_log`] lines (written out by [`log_writer`]), [`tracecontext`] ids and [`span_export`] to an OTLP
 //! collector. May use `config`; everything else reports into it.
 
 pub mod access_log;
+pub mod log_writer;
 pub mod metrics;
 pub mod span_export;
 pub mod tracecontext;
