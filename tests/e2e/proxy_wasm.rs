@@ -520,3 +520,32 @@ async fn a_root_context_that_requeues_from_on_queue_ready_leaves_the_workers_to_
         .unwrap();
     assert!(seen > 10, "the requeue loop goes on, paced: seen {seen}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_call_timeout_longer_than_the_upstreams_is_cut_to_the_upstreams() {
+    // An IdP that accepts and never answers; the filter asks for a minute,
+    // the operator allows the upstream 300 ms.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let gw = start(
+        "routes:\n  - name: r\n    upstream: a\n    plugins:\n      - { name: pw-auth-call, config: { upstream: idp, path: /verify, timeout_ms: 60000 }, allow: ['outbound:idp'] }\n",
+        "",
+        &format!("  idp: {{ targets: ['{idp}'], timeout_ms: 300 }}\n"),
+    )
+    .await;
+    let started = Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        get_client().get(&gw.url("/"), &[("authorization", "Bearer good")]),
+    )
+    .await
+    .expect("the call ends at the upstream's timeout, not the filter's");
+    assert_eq!(&reply.body[..], b"denied by idp\n", "the call failed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -273,7 +273,7 @@ fn check_status(status: u16) -> Result<(), Refusal> {
     }
 }
 
-fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
+pub fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
     if len > MAX_BODY_BYTES {
         return Err(Refusal::new(
             what,
@@ -314,7 +314,7 @@ fn check_path_and_query(path: Option<&str>, query: Option<&str>) -> Result<(), R
 }
 
 /// A header list a plugin produced: bounded, every name and value valid HTTP.
-fn check_headers(what: &'static str, headers: &[(String, String)]) -> Result<(), Refusal> {
+pub fn check_headers(what: &'static str, headers: &[(String, String)]) -> Result<(), Refusal> {
     check_header_count(what, headers.len(), headers_bytes(headers))?;
     for (name, value) in headers {
         check_header(what, name, Some(value))?;

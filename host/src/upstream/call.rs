@@ -126,8 +126,9 @@ impl UpstreamError {
 }
 
 /// Sends `request` (whose URI holds only path and query) to `upstream` with
-/// its default policy (no retries); `timeout` overrides the upstream's.
-/// What plugins' outbound calls use.
+/// its default policy (no retries); `timeout` may shorten the upstream's
+/// timeout, never lengthen it: the operator's setting bounds how long a
+/// plugin's call can hold a request. What plugins' outbound calls use.
 pub async fn send(
     client: &HttpClient,
     upstream: &Upstream,
@@ -136,7 +137,7 @@ pub async fn send(
 ) -> Result<http::Response<Incoming>, UpstreamError> {
     let mut policy = CallPolicy::of(upstream);
     if let Some(timeout) = timeout {
-        policy.timeout = timeout;
+        policy.timeout = policy.timeout.min(timeout);
     }
     call(client, upstream, &policy, request).await
 }

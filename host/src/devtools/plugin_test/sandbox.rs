@@ -177,10 +177,8 @@ impl Outbound for Fakes {
                 let handler = locked(&self.upstreams).get(&request.upstream).cloned();
                 let result = match handler {
                     Some(handler) => handler(&request),
-                    None => Err(format!(
-                        "unknown upstream `{}`: a case fakes it under `upstreams:`",
-                        request.upstream
-                    )),
+                    // The gateway's own words for it: the plugin sees what it would see there.
+                    None => Err(format!("unknown upstream `{}`", request.upstream)),
                 };
                 locked(&self.sent).push(request);
                 result

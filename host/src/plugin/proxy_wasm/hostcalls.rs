@@ -572,7 +572,8 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
         "proxy_dequeue_shared_queue",
         |mut caller: Ctx<'_>, (id, ptr_out, size_out): (i32, i32, i32)| {
             Box::new(async move {
-                let item = shared::queues().dequeue(id as u32);
+                let owner = caller.data().entry.plugin.clone();
+                let item = shared::queues().dequeue(&owner, id as u32);
                 match item {
                     None => Ok(status::NOT_FOUND),
                     Some(None) => Ok(status::EMPTY),
@@ -696,6 +697,14 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
                 return Ok(status::BAD_ARGUMENT);
             };
             let (method, path) = (method.to_string(), path.to_string());
+            let headers: Pairs = headers.into_iter().filter(|(n, _)| !n.starts_with(':')).collect();
+            // The bounds a component's outbound request has.
+            let refused = bounds::check_headers("outbound", &headers)
+                .and_then(|()| bounds::check_body("outbound", body.as_ref().map_or(0, Vec::len)));
+            if let Err(refusal) = refused {
+                bounds::count(&caller.data().entry.plugin, refusal.what, refusal.reason);
+                return Ok(status::BAD_ARGUMENT);
+            }
             let state = caller.data();
             if !state.entry.grants.allows_upstream(&upstream) {
                 let why = format!(
@@ -717,7 +726,7 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
                 upstream,
                 method,
                 path,
-                headers: headers.into_iter().filter(|(n, _)| !n.starts_with(':')).collect(),
+                headers,
                 body,
                 timeout_ms: timeout_ms as u32,
             };

@@ -196,6 +196,8 @@ pub struct Queues {
 /// One queue's items and their total size.
 #[derive(Default)]
 struct Queue {
+    /// The plugin that registered it: the only one that may take items.
+    owner: String,
     items: VecDeque<Vec<u8>>,
     bytes: usize,
 }
@@ -248,7 +250,10 @@ impl Queues {
                 id
             }
         };
-        self.items.entry(id).or_default();
+        self.items.entry(id).or_insert_with(|| Queue {
+            owner: owner.to_string(),
+            ..Queue::default()
+        });
         let watchers = self.watchers.entry(id).or_default();
         watchers.retain(|w| w.strong_count() > 0);
         if !watchers
@@ -286,9 +291,15 @@ impl Queues {
         true
     }
 
-    /// `None`: no such queue; `Some(None)`: empty.
-    pub fn dequeue(&mut self, id: u32) -> Option<Option<Vec<u8>>> {
-        self.items.get_mut(&id).map(Queue::pop)
+    /// `None`: no such queue of `owner`'s; `Some(None)`: empty. Any plugin
+    /// may enqueue to a queue it resolved (as in Envoy, so items are
+    /// untrusted input), but only the plugin that registered it takes from
+    /// it: queue ids are small integers another filter could guess.
+    pub fn dequeue(&mut self, owner: &str, id: u32) -> Option<Option<Vec<u8>>> {
+        self.items
+            .get_mut(&id)
+            .filter(|queue| queue.owner == owner)
+            .map(Queue::pop)
     }
 }
 
@@ -407,10 +418,11 @@ mod tests {
         assert_eq!(queues.resolve("other", "q"), None);
         assert!(queues.enqueue(id, b"1".to_vec()));
         assert!(queues.enqueue(id, b"2".to_vec()));
-        assert_eq!(queues.dequeue(id), Some(Some(b"1".to_vec())));
-        assert_eq!(queues.dequeue(id), Some(Some(b"2".to_vec())));
-        assert_eq!(queues.dequeue(id), Some(None));
-        assert_eq!(queues.dequeue(999), None);
+        assert_eq!(queues.dequeue("other", id), None, "not other's to take");
+        assert_eq!(queues.dequeue("p", id), Some(Some(b"1".to_vec())));
+        assert_eq!(queues.dequeue("p", id), Some(Some(b"2".to_vec())));
+        assert_eq!(queues.dequeue("p", id), Some(None));
+        assert_eq!(queues.dequeue("p", 999), None);
     }
 
     #[tokio::test]
