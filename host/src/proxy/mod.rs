@@ -22,6 +22,7 @@ use crate::http::convert::{header_list_in_step, header_map};
 use crate::http::limits::{BodyFault, ClientBodyFault};
 use crate::http::path::PathPolicy;
 use crate::http::strict::{self, framing::Violation};
+use crate::http::trailers::{self, Direction, Guarded};
 use crate::http::websocket::{self, Handshake, Upgrade};
 use crate::observe::access_log::{self, AnsweredBy, Entry, OutcomeCell};
 use crate::observe::span_export::RequestSpan;
@@ -87,6 +88,7 @@ pub async fn handle(
                 body_fault: BodyFault::default(),
                 tls: tls.as_deref(),
                 version,
+                trailers: &gateway.trailers,
             };
             let response = proxy.serve(request).await;
             (Some(route), path, response)
@@ -264,11 +266,16 @@ struct Proxy<'a> {
     tls: Option<&'a TlsInfo>,
     /// The client's HTTP version (HTTP/1 closes after a body fault).
     version: Version,
+    /// What trailer sections may carry, both ways.
+    trailers: &'a Arc<trailers::Policy>,
 }
 
 /// A client's request body, timed from its head by the route's
-/// `body_read_timeout_ms`.
-type ClientBody = TimedBody<Incoming>;
+/// `body_read_timeout_ms`, its trailers guarded.
+type ClientBody = Guarded<TimedBody<Incoming>>;
+
+/// An upstream's response body, its trailers guarded.
+type UpstreamBody = Guarded<Incoming>;
 
 impl Proxy<'_> {
     async fn serve(&self, request: Request<Incoming>) -> Response<Body> {
@@ -277,7 +284,11 @@ impl Proxy<'_> {
         if crate::http::limits::declared_too_large(&parts.headers, limit) {
             return body_too_large(limit);
         }
-        let body = body_timeout::timed(body, self.route.body_read_timeout);
+        let body = Guarded::new(
+            body_timeout::timed(body, self.route.body_read_timeout),
+            self.trailers.clone(),
+            Direction::FromClient,
+        );
         let upgrade = websocket::take(&mut parts);
         self.prepare_upstream_headers(&mut parts.headers, parts.uri.authority());
         if self.route.chain.is_empty() {
@@ -386,7 +397,7 @@ impl Proxy<'_> {
     /// only if a hook asked for it, by `deadline` at the latest.
     async fn response_phase(
         &self,
-        upstream: Response<Incoming>,
+        upstream: Response<UpstreamBody>,
         ran: usize,
         context: &mut RequestContext,
         states: &mut StepStates,
@@ -443,7 +454,7 @@ impl Proxy<'_> {
     async fn buffer_response(
         &self,
         headers: &HeaderMap,
-        body: Incoming,
+        body: UpstreamBody,
         deadline: Instant,
     ) -> Result<Bytes, Response<Body>> {
         let limit = self.route.max_response_body_bytes;
@@ -509,6 +520,9 @@ impl Proxy<'_> {
                     None => response,
                 };
                 strip_hop_by_hop(response.headers_mut());
+                let policy = self.trailers.clone();
+                let response =
+                    response.map(|body| Guarded::new(body, policy, Direction::FromUpstream));
                 let target = response
                     .extensions()
                     .get::<HttpInfo>()
@@ -540,13 +554,20 @@ impl Proxy<'_> {
     }
 
     /// What every proxied request carries upstream: forwarding headers and
-    /// the request id; hop-by-hop headers are the client connection's own.
+    /// the request id; hop-by-hop headers are the client connection's own,
+    /// but for `TE: trailers` (RFC 9110 §10.1.4), which tells an upstream
+    /// the client takes trailers.
     fn prepare_upstream_headers(
         &self,
         headers: &mut HeaderMap,
         authority: Option<&http::uri::Authority>,
     ) {
+        let takes_trailers = trailers::accepts(headers);
         strip_hop_by_hop(headers);
+        if takes_trailers {
+            headers.insert(header::TE, trailers::te_trailers());
+            headers.insert(header::CONNECTION, HeaderValue::from_static("te"));
+        }
         if !headers.contains_key(header::HOST) {
             if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                 headers.insert(header::HOST, value);
@@ -601,7 +622,7 @@ impl Proxy<'_> {
 /// What sending a request upstream came to.
 enum Forwarded {
     /// The upstream's response, to proxy (through the response hooks, if any).
-    Upstream(Response<Incoming>),
+    Upstream(Response<UpstreamBody>),
     /// A finished answer for the client: one the gateway wrote (an error),
     /// or the `101` of a WebSocket tunnel that now runs.
     Answered(Response<Body>),
@@ -738,6 +759,8 @@ fn plugin_failure(fault: &ChainFault) -> Response<Body> {
 }
 
 /// Removes headers that belong to one connection, not the message (RFC 9110 §7.6.1).
+/// `Trailer` stays: it describes the message, and hyper sends HTTP/1
+/// trailers only for the fields it names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -755,7 +778,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         HeaderName::from_static("proxy-connection"),
         header::TRANSFER_ENCODING,
         header::TE,
-        header::TRAILER,
         header::UPGRADE,
     ] {
         headers.remove(name);
