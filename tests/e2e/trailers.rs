@@ -220,6 +220,24 @@ async fn trailers_pass_both_ways_on_a_plain_route_over_http1_and_h2() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn trailers_survive_a_plugin_buffering_both_bodies() {
+    let gw = gateway().await;
+    for h2 in [false, true] {
+        let answer = send(gw.addr, "/buffered", &[("x-checksum", "abc")], &[], h2)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "h2: {h2}");
+        assert_eq!(answer.json["body"], "HELLO", "the plugin saw the body");
+        assert_eq!(
+            answer.upstream_trailer("x-checksum"),
+            Some("abc"),
+            "h2: {h2}"
+        );
+        assert_eq!(answer.trailer("grpc-status"), Some("0"), "h2: {h2}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_trailer_cannot_carry_framing_routing_forwarding_or_a_forged_identity() {
     let gw = gateway().await;
     let forged = [
@@ -234,7 +252,7 @@ async fn a_trailer_cannot_carry_framing_routing_forwarding_or_a_forged_identity(
             "00-00000000000000000000000000000001-0000000000000001-01",
         ),
     ];
-    for path in ["/plain", "/auth"] {
+    for path in ["/plain", "/auth", "/buffered"] {
         let answer = send(
             gw.addr,
             path,

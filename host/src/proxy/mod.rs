@@ -16,7 +16,7 @@ pub mod chain;
 pub mod router;
 
 use crate::gateway::{Gateway, Route, Shared};
-use crate::http::body::{boxed, full, json_error, Body, BoxError};
+use crate::http::body::{boxed, json_error, Body, BoxError};
 use crate::http::body_timeout::{self, TimedBody};
 use crate::http::convert::{header_list_in_step, header_map};
 use crate::http::limits::{BodyFault, ClientBodyFault};
@@ -311,10 +311,14 @@ impl Proxy<'_> {
     ) -> Response<Body> {
         let chain = &self.route.chain;
         let mut stream = Some(body);
+        let mut request_trailers = None;
         let buffered = if chain.wants_request_body {
             let limit = self.route.max_body_bytes;
             match read_limited(stream.take().expect("body unread"), limit).await {
-                Ok(bytes) => Some(bytes.to_vec()),
+                Ok((bytes, trailers)) => {
+                    request_trailers = trailers;
+                    Some(bytes.to_vec())
+                }
                 Err(BodyReadError::TooLarge) => return body_too_large(limit),
                 Err(BodyReadError::TimedOut) => return self.body_timed_out(),
                 Err(BodyReadError::Broken(e)) => {
@@ -357,8 +361,13 @@ impl Proxy<'_> {
             }
             RequestOutcome::Forward { ran } => {
                 let stream = stream.map(|body| self.capped(body));
+                let rebuilt = Rebuilt {
+                    headers,
+                    stream,
+                    trailers: request_trailers,
+                };
                 let upstream_request =
-                    match rebuild_request(&parts.method, request, headers, stream, self.paths) {
+                    match rebuild_request(&parts.method, request, rebuilt, self.paths) {
                         Ok(r) => r,
                         Err(error) => return error,
                     };
@@ -390,7 +399,7 @@ impl Proxy<'_> {
         {
             return self.plugin_failure(&fault);
         }
-        plugin_response(response, headers)
+        plugin_response(response, headers, None)
     }
 
     /// Runs the response hooks over an upstream response, buffering its body
@@ -404,9 +413,13 @@ impl Proxy<'_> {
         deadline: Instant,
     ) -> Response<Body> {
         let (mut parts, body) = upstream.into_parts();
+        let mut trailers = None;
         let (buffered, stream) = if self.route.chain.wants_response_body {
             match self.buffer_response(&parts.headers, body, deadline).await {
-                Ok(bytes) => (Some(bytes.to_vec()), None),
+                Ok((bytes, sent)) => {
+                    trailers = sent;
+                    (Some(bytes.to_vec()), None)
+                }
                 Err(error) => {
                     self.outcome.update(|o| o.answered_by = AnsweredBy::Gateway);
                     return error;
@@ -438,11 +451,11 @@ impl Proxy<'_> {
         }
         match (response.body.is_some(), stream) {
             (false, Some(stream)) => {
-                let mut out = plugin_response(response, headers);
+                let mut out = plugin_response(response, headers, None);
                 *out.body_mut() = boxed(stream);
                 out
             }
-            _ => plugin_response(response, headers),
+            _ => plugin_response(response, headers, trailers),
         }
     }
 
@@ -456,7 +469,7 @@ impl Proxy<'_> {
         headers: &HeaderMap,
         body: UpstreamBody,
         deadline: Instant,
-    ) -> Result<Bytes, Response<Body>> {
+    ) -> Result<(Bytes, Option<HeaderMap>), Response<Body>> {
         let limit = self.route.max_response_body_bytes;
         let too_large = || {
             json_error(
@@ -469,7 +482,7 @@ impl Proxy<'_> {
             return Err(too_large());
         }
         match tokio::time::timeout_at(deadline.into(), read_limited(body, limit)).await {
-            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Ok(read)) => Ok(read),
             Ok(Err(BodyReadError::TooLarge)) => Err(too_large()),
             Ok(Err(BodyReadError::Broken(e))) => Err(json_error(
                 StatusCode::BAD_GATEWAY,
@@ -634,10 +647,14 @@ enum Forwarded {
 fn rebuild_request(
     method: &Method,
     request: PluginRequest,
-    mut headers: HeaderMap,
-    stream: Option<Body>,
+    rebuilt: Rebuilt,
     paths: PathPolicy,
 ) -> Result<Request<Body>, Response<Body>> {
+    let Rebuilt {
+        mut headers,
+        stream,
+        trailers,
+    } = rebuilt;
     let path = paths.canonicalize(&request.path).map_err(|e| {
         json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -660,7 +677,11 @@ fn rebuild_request(
         (Some(bytes), _) => {
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::TRANSFER_ENCODING);
-            full(bytes)
+            headers.remove(header::TRAILER);
+            if let Some(trailers) = &trailers {
+                trailers::announce(&mut headers, trailers);
+            }
+            trailers::with_trailers(bytes, trailers)
         }
         (None, Some(stream)) => stream,
         (None, None) => crate::http::body::empty(),
@@ -672,6 +693,15 @@ fn rebuild_request(
     Ok(upstream)
 }
 
+/// What goes upstream besides the plugin-visible request: the headers as a
+/// map, the untouched stream (when no plugin read the body), and the
+/// trailers that followed a buffered body.
+struct Rebuilt {
+    headers: HeaderMap,
+    stream: Option<Body>,
+    trailers: Option<HeaderMap>,
+}
+
 /// Why a body could not be buffered; whose fault it is depends on whose body.
 enum BodyReadError {
     TooLarge,
@@ -680,14 +710,17 @@ enum BodyReadError {
     Broken(BoxError),
 }
 
-/// Reads a whole body up to `limit` bytes.
-async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyReadError>
+/// Reads a whole body up to `limit` bytes, and the trailers after it.
+async fn read_limited<B>(body: B, limit: usize) -> Result<(Bytes, Option<HeaderMap>), BodyReadError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            Ok((collected.to_bytes(), trailers))
+        }
         Err(e) => Err(match ClientBodyFault::of(&e) {
             ClientBodyFault::TooLarge => BodyReadError::TooLarge,
             ClientBodyFault::TimedOut => BodyReadError::TimedOut,
@@ -705,8 +738,13 @@ fn body_too_large(limit: usize) -> Response<Body> {
     )
 }
 
-/// A plugin-produced (or plugin-edited) response as an HTTP response.
-fn plugin_response(response: PluginResponse, mut headers: HeaderMap) -> Response<Body> {
+/// A plugin-produced (or plugin-edited) response as an HTTP response; a
+/// buffered body goes on with the upstream's `trailers`, announced.
+fn plugin_response(
+    response: PluginResponse,
+    mut headers: HeaderMap,
+    trailers: Option<HeaderMap>,
+) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         tracing::error!(
             status = response.status,
@@ -722,7 +760,11 @@ fn plugin_response(response: PluginResponse, mut headers: HeaderMap) -> Response
     let body = match response.body {
         Some(bytes) => {
             headers.remove(header::CONTENT_LENGTH);
-            full(bytes)
+            headers.remove(header::TRAILER);
+            if let Some(trailers) = &trailers {
+                trailers::announce(&mut headers, trailers);
+            }
+            trailers::with_trailers(bytes, trailers)
         }
         None => crate::http::body::empty(),
     };
