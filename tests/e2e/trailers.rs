@@ -4,7 +4,7 @@
 //! what the gateway would refuse in a header: framing, routing, forwarding
 //! or a forged identity header.
 
-use crate::support::{GatewayOptions, TestGateway};
+use crate::support::{built_plugin, gateway_log, GatewayOptions, TestGateway};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, StreamBody};
@@ -165,7 +165,8 @@ pub async fn send(
 }
 
 /// `/plain` has no plugin; `/auth` runs `api-key` (so `x-consumer` is an
-/// identity header); `/buffered` runs a plugin that reads both bodies.
+/// identity header); `/buffered` runs a plugin that reads both bodies;
+/// `/pw` the Proxy-Wasm filter `tests/proxy-wasm/trailers`.
 fn routes() -> &'static str {
     "limits:
   max_header_bytes: 8192
@@ -181,6 +182,11 @@ routes:
     upstream: tr
     plugins:
       - { name: probe, config: { tag: u, upper_body: true } }
+  - name: pw
+    match: { path_prefix: /pw }
+    upstream: tr
+    plugins:
+      - name: pw-trailers
   - name: plain
     match: { path_prefix: / }
     upstream: tr
@@ -190,10 +196,12 @@ routes:
 async fn gateway() -> TestGateway {
     let upstream = trailer_upstream().await;
     let upstreams = format!("  tr: {{ targets: ['{upstream}'] }}\n");
+    let extra = [(built_plugin("proxywasm-trailers.wasm"), "pw-trailers")];
     TestGateway::start_opts(
         routes(),
         GatewayOptions {
             upstreams: &upstreams,
+            extra_plugins: &extra,
             ..GatewayOptions::default()
         },
     )
@@ -288,5 +296,36 @@ async fn a_trailer_section_over_the_header_limit_is_refused() {
     assert!(
         broken.is_err(),
         "an oversized upstream trailer breaks the response off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_wasm_filter_reads_and_edits_trailers_both_ways() {
+    let gw = gateway().await;
+    for h2 in [false, true] {
+        let sent = [("x-checksum", "abc"), ("x-drop-me", "1")];
+        let answer = send(gw.addr, "/pw", &sent, &[], h2).await.unwrap();
+        assert_eq!(answer.status, 200, "h2: {h2}: {:?}", answer.json);
+        assert_eq!(answer.upstream_trailer("x-checksum"), Some("abc"));
+        assert_eq!(
+            answer.upstream_trailer("x-pw-checksum"),
+            Some("abc"),
+            "h2: {h2}"
+        );
+        assert_eq!(
+            answer.upstream_trailer("x-drop-me"),
+            None,
+            "removed by the filter"
+        );
+        assert_eq!(answer.trailer("grpc-status"), Some("0"), "h2: {h2}");
+        assert_eq!(answer.trailer("x-pw-grpc-status"), Some("0"), "h2: {h2}");
+        assert_eq!(answer.trailer("grpc-message"), Some("edited"), "h2: {h2}");
+        let no_trailers = send(gw.addr, "/pw", &[], &[], h2).await.unwrap();
+        assert_eq!(no_trailers.status, 200);
+        assert!(no_trailers.json["trailers"].as_object().unwrap().is_empty());
+    }
+    assert!(
+        !gateway_log().contains("callback without trailers"),
+        "the trailers callbacks run only when there are trailers"
     );
 }

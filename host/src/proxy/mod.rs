@@ -348,7 +348,13 @@ impl Proxy<'_> {
         let mut headers = parts.headers;
         let mut states = chain.states();
         let (response, ran) = match chain
-            .on_request(&mut request, &mut headers, &mut context, &mut states)
+            .on_request(
+                &mut request,
+                &mut headers,
+                &mut request_trailers,
+                &mut context,
+                &mut states,
+            )
             .await
         {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
@@ -364,7 +370,7 @@ impl Proxy<'_> {
                 let rebuilt = Rebuilt {
                     headers,
                     stream,
-                    trailers: request_trailers,
+                    trailers: self.plugin_trailers(request_trailers),
                 };
                 let upstream_request =
                     match rebuild_request(&parts.method, request, rebuilt, self.paths) {
@@ -392,6 +398,7 @@ impl Proxy<'_> {
                 &self.route.name,
                 &mut response,
                 &mut headers,
+                &mut None,
                 &mut context,
                 &mut states,
             )
@@ -442,6 +449,7 @@ impl Proxy<'_> {
                 &self.route.name,
                 &mut response,
                 &mut headers,
+                &mut trailers,
                 context,
                 states,
             )
@@ -455,7 +463,7 @@ impl Proxy<'_> {
                 *out.body_mut() = boxed(stream);
                 out
             }
-            _ => plugin_response(response, headers, trailers),
+            _ => plugin_response(response, headers, self.plugin_trailers(trailers)),
         }
     }
 
@@ -598,6 +606,21 @@ impl Proxy<'_> {
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
         headers.insert(REQUEST_ID, self.request_id.clone());
         headers.insert(TRACEPARENT, self.trace.header_value());
+    }
+
+    /// Trailers after the plugins edited them: a plugin may set any field a
+    /// plugin may set in headers, but not framing or routing ones, and not
+    /// more than the header limits (then they are dropped, and logged).
+    fn plugin_trailers(&self, trailers: Option<HeaderMap>) -> Option<HeaderMap> {
+        let mut trailers = trailers?;
+        if let Err(e) = self
+            .trailers
+            .sanitize(&mut trailers, Direction::FromUpstream)
+        {
+            tracing::warn!(route = %self.route.name, "plugin-edited trailers dropped: {e}");
+            return None;
+        }
+        (!trailers.is_empty()).then_some(trailers)
     }
 
     /// The client's body as streamed upstream, cut off past the route's limit.
