@@ -487,3 +487,36 @@ async fn an_unsupported_call_is_logged_once_per_plugin_and_the_filter_goes_on() 
         .count();
     assert_eq!(logged, 1, "{}", gateway_log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_context_that_requeues_from_on_queue_ready_leaves_the_workers_to_requests() {
+    // Two entries, two root tasks: unpaced, each would spin one of the two
+    // workers for ever, and no request would be answered again.
+    let extra = [(built_plugin("proxywasm-queue.wasm"), "pw-requeue")];
+    let entry = "{ name: pw-requeue, allow: [kv], config_text: requeue }";
+    let gw = TestGateway::start_with_plugins(
+        &format!("routes:\n  - name: one\n    match: {{ path_prefix: /one }}\n    upstream: a\n    plugins: [{entry}]\n  - name: two\n    match: {{ path_prefix: /two }}\n    upstream: a\n    plugins: [{entry}]\n  - name: plain\n    match: {{ path_prefix: /plain }}\n    upstream: a\n"),
+        "",
+        &extra,
+    )
+    .await;
+    let client = get_client();
+    for path in ["/one", "/two"] {
+        assert_eq!(client.get(&gw.url(path), &[]).await.status, 200);
+    }
+    for _ in 0..20 {
+        let reply =
+            tokio::time::timeout(Duration::from_secs(2), client.get(&gw.url("/plain"), &[]))
+                .await
+                .expect("a plain request is answered while the root contexts requeue");
+        assert_eq!(reply.status, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = client.get(&gw.url("/one"), &[]).await;
+    let seen: u64 = reply
+        .upstream_header("x-queue-seen")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(seen > 10, "the requeue loop goes on, paced: seen {seen}");
+}

@@ -23,14 +23,20 @@ pub const FLUSH_AT: usize = 64 * 1024;
 /// A buffer this full makes loggers wait for the writer (lossless back-pressure).
 pub const BUFFER_CAP: usize = 8 * 1024 * 1024;
 
+/// How long the process waits at exit for what is buffered to be written:
+/// an output that stays blocked (a full pipe nobody reads) must not keep
+/// the process from ending.
+pub const EXIT_FLUSH_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The logging side: hand it to `tracing_subscriber::fmt().with_writer(…)`.
 #[derive(Clone)]
 pub struct BatchedWriter {
     shared: Arc<Shared>,
 }
 
-/// Writes what is buffered and stops the writer thread when dropped; keep
-/// it alive for as long as the process logs.
+/// Writes what is buffered and stops the writer thread when dropped (waiting
+/// at most [`EXIT_FLUSH_DEADLINE`]); keep it alive for as long as the
+/// process logs.
 pub struct FlushGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -48,6 +54,8 @@ struct Shared {
 struct State {
     buffer: Vec<u8>,
     closed: bool,
+    /// The writer thread has written everything and returned.
+    finished: bool,
 }
 
 impl BatchedWriter {
@@ -79,6 +87,10 @@ impl BatchedWriter {
                 .drained
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed && state.buffer.len() >= BUFFER_CAP {
+            // The process is ending and its output does not drain.
+            return;
         }
         let before = state.buffer.len();
         state.buffer.extend_from_slice(bytes);
@@ -117,18 +129,31 @@ fn write_out(shared: &Shared, mut out: impl Write) {
             let _ = out.write_all(&batch).and_then(|()| out.flush());
             batch.clear();
         }
-        if closed && shared.lock().buffer.is_empty() {
-            return;
+        if closed {
+            let mut state = shared.lock();
+            if state.buffer.is_empty() {
+                state.finished = true;
+                shared.drained.notify_all();
+                return;
+            }
         }
     }
 }
 
 impl Drop for FlushGuard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut state = self.shared.lock();
+        state.closed = true;
         self.shared.filled.notify_one();
         self.shared.drained.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let (state, _) = self
+            .shared
+            .drained
+            .wait_timeout_while(state, EXIT_FLUSH_DEADLINE, |state| !state.finished)
+            .unwrap_or_else(|e| e.into_inner());
+        let finished = state.finished;
+        drop(state);
+        if let Some(thread) = self.thread.take().filter(|_| finished) {
             let _ = thread.join();
         }
     }
@@ -242,5 +267,26 @@ mod tests {
         assert!(peak <= BUFFER_CAP + 1024, "buffer grew to {peak}");
         drop(guard);
         assert_eq!(sink.0.lock().unwrap().len(), 3 * BUFFER_CAP);
+    }
+
+    #[test]
+    fn the_guard_gives_up_on_an_output_that_never_drains() {
+        /// Blocks its first write for far longer than the exit deadline.
+        struct Stuck;
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                std::thread::sleep(Duration::from_secs(600));
+                Ok(0)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (mut writer, guard) = BatchedWriter::spawn(Stuck).unwrap();
+        writer.write_all(&vec![b'x'; FLUSH_AT]).unwrap();
+        std::thread::sleep(FLUSH_INTERVAL * 2);
+        let started = std::time::Instant::now();
+        drop(guard);
+        assert!(started.elapsed() < EXIT_FLUSH_DEADLINE + Duration::from_secs(1));
     }
 }

@@ -522,9 +522,14 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
         "env",
         "proxy_register_shared_queue",
         |mut caller: Ctx<'_>, ptr: i32, len: i32, out: i32| -> Result<i32> {
+            if len as u32 as usize > shared::MAX_QUEUE_NAME_BYTES {
+                return Err(too_many_queues());
+            }
             let name = read_str(&caller, ptr, len)?;
             let entry = &caller.data().entry;
-            let id = shared::queues().register(&entry.plugin, &name, &entry.queue_watch);
+            let id = shared::queues()
+                .register(&entry.plugin, &name, &entry.queue_watch)
+                .ok_or_else(too_many_queues)?;
             write_u32(&mut caller, out, id)?;
             Ok(status::OK)
         },
@@ -553,6 +558,9 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
         "env",
         "proxy_enqueue_shared_queue",
         |caller: Ctx<'_>, id: i32, ptr: i32, len: i32| -> Result<i32> {
+            if len as u32 as usize > shared::MAX_QUEUE_ITEM_BYTES {
+                return Ok(status::BAD_ARGUMENT);
+            }
             let value = read(&caller, ptr, len)?;
             Ok(if shared::queues().enqueue(id as u32, value) {
                 status::OK
@@ -798,11 +806,16 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
         "env",
         "proxy_define_metric",
         |mut caller: Ctx<'_>, kind: i32, ptr: i32, len: i32, out: i32| -> Result<i32> {
+            if len as u32 as usize > bounds::MAX_METRIC_NAME_BYTES {
+                return Ok(status::BAD_ARGUMENT);
+            }
             let name = read_str(&caller, ptr, len)?;
             let Some(kind) = MetricKind::from_abi(kind) else {
                 return Ok(status::BAD_ARGUMENT);
             };
-            let id = caller.data().entry.metrics.define(kind, &name);
+            let Some(id) = caller.data().entry.metrics.define(kind, &name) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
             write_u32(&mut caller, out, id)?;
             Ok(status::OK)
         },
@@ -896,12 +909,7 @@ fn add_wasi(linker: &mut Linker<FilterState>) -> Result<()> {
                 return Ok(errno::BADF);
             }
             let vectors = read(&caller, iovs, count.saturating_mul(8))?;
-            let mut text = Vec::new();
-            for iov in vectors.chunks_exact(8) {
-                let ptr = i32::from_le_bytes(iov[0..4].try_into().expect("4 bytes"));
-                let len = i32::from_le_bytes(iov[4..8].try_into().expect("4 bytes"));
-                text.extend(read(&caller, ptr, len)?);
-            }
+            let text = gather_log_write(&caller, &vectors)?;
             write_u32(&mut caller, written_out, text.len() as u32)?;
             let entry = caller.data().entry.clone();
             let mut message = String::from_utf8_lossy(&text).trim_end().to_string();
@@ -958,11 +966,16 @@ fn add_wasi(linker: &mut Linker<FilterState>) -> Result<()> {
         WASI,
         "random_get",
         |mut caller: Ctx<'_>, ptr: i32, len: i32| -> Result<i32> {
-            let mut bytes = Vec::with_capacity(len as u32 as usize + 16);
-            while bytes.len() < len as u32 as usize {
+            // Checked before any work: the length is the guest's to choose.
+            let len = len as u32 as usize;
+            if len > MAX_RANDOM_BYTES {
+                return Ok(errno::INVAL);
+            }
+            let mut bytes = Vec::with_capacity(len + 16);
+            while bytes.len() < len {
                 bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
             }
-            bytes.truncate(len as u32 as usize);
+            bytes.truncate(len);
             write(&mut caller, ptr, &bytes)?;
             Ok(errno::SUCCESS)
         },
@@ -971,6 +984,41 @@ fn add_wasi(linker: &mut Linker<FilterState>) -> Result<()> {
         Ok(errno::SUCCESS)
     })?;
     Ok(())
+}
+
+/// A queue registration past the bounds faults the call: the SDK has no
+/// status for it (it panics on any but `Ok`), and a filter that registers
+/// queues named after data is broken, not unlucky.
+fn too_many_queues() -> wasmtime::Error {
+    wasmtime::format_err!(
+        "a shared queue past the bounds ({} queues per plugin, names of at most {} bytes)",
+        shared::MAX_QUEUES_PER_PLUGIN,
+        shared::MAX_QUEUE_NAME_BYTES
+    )
+}
+
+/// The most bytes one `random_get` fills: enough for any seed or nonce,
+/// and host work a guest cannot multiply (a larger request is `INVAL`).
+const MAX_RANDOM_BYTES: usize = 64 << 10;
+
+/// What one `fd_write` takes from its iovecs: at most a log message's worth,
+/// taken in order, as a partial write (callers loop on the count written).
+/// Every iovec is bounds-checked but none is copied whole, so iovecs that all
+/// point at one large region cannot make the host copy it over and over.
+fn gather_log_write(caller: &Ctx<'_>, vectors: &[u8]) -> Result<Vec<u8>> {
+    let memory = memory(caller)?;
+    let data = memory.data(caller);
+    let mut text = Vec::new();
+    for iov in vectors.chunks_exact(8) {
+        let ptr = u32::from_le_bytes(iov[0..4].try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(iov[4..8].try_into().expect("4 bytes")) as usize;
+        let bytes = data
+            .get(ptr..ptr.saturating_add(len))
+            .ok_or_else(|| wasmtime::format_err!("guest pointer out of bounds ({ptr}+{len})"))?;
+        let room = bounds::MAX_LOG_MESSAGE_BYTES - text.len();
+        text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+    Ok(text)
 }
 
 /// The origin of the monotonic clock filters read.

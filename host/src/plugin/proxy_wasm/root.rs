@@ -9,8 +9,21 @@ use super::instance::{FilterInstance, FilterState};
 use super::EntryShared;
 use crate::plugin::PluginFault;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::InstancePre;
+
+/// The least time between two `proxy_on_queue_ready` rounds: items that
+/// arrive meanwhile are delivered together. A root context that enqueues
+/// from its own `on_queue_ready` would otherwise be woken again at once,
+/// for ever, without the task ever yielding its worker.
+const QUEUE_READY_GAP: Duration = Duration::from_millis(1);
+
+/// The wait after a faulting root callback, doubled at each fault in a row
+/// up to [`MAX_FAULT_BACKOFF`]: a root context that traps at every tick
+/// costs a fresh instance and a log line per backoff, not per millisecond.
+const FIRST_FAULT_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_FAULT_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The running task; dropping it stops it.
 pub struct RootTask(tokio::task::JoinHandle<()>);
@@ -41,6 +54,7 @@ impl RootTask {
             let mut period = first.as_ref().and_then(FilterInstance::tick_period);
             let mut next_tick = period.map(|p| Instant::now() + p);
             let mut instance = first;
+            let mut backoff = FIRST_FAULT_BACKOFF;
             loop {
                 let event = tokio::select! {
                     () = sleep_until(next_tick) => Event::Tick,
@@ -66,13 +80,19 @@ impl RootTask {
                         }
                         period = now;
                         instance = Some(vm);
+                        backoff = FIRST_FAULT_BACKOFF;
                     }
                     Err(fault) => {
                         entry.report_fault(phase, &fault);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_FAULT_BACKOFF);
                         if tick {
                             next_tick = period.map(|p| Instant::now() + p);
                         }
                     }
+                }
+                if !tick {
+                    tokio::time::sleep(QUEUE_READY_GAP).await;
                 }
             }
         }))

@@ -14,6 +14,7 @@ use super::abi::{status, MetricKind};
 use super::instance::FilterState;
 use super::EntryShared;
 use crate::plugin::bounds::{self, CallBudget};
+use crate::plugin::host::telemetry::MAX_FAMILIES_PER_PLUGIN;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
@@ -24,6 +25,19 @@ const MAX_WRITE_ATTEMPTS: usize = 64;
 
 /// Items a shared queue holds; the oldest is dropped beyond.
 const MAX_QUEUE_ITEMS: usize = 10_000;
+
+/// Bytes a shared queue holds; the oldest items are dropped beyond, so a
+/// queue whose consumer is slow or gone costs bounded memory whatever
+/// clients send.
+pub const MAX_QUEUE_BYTES: usize = 4 << 20;
+
+/// The largest item one enqueue takes (a larger one is `BAD_ARGUMENT`).
+pub const MAX_QUEUE_ITEM_BYTES: usize = 64 << 10;
+
+/// Queues one plugin may register, and the longest name one may have:
+/// queue names are a filter's constants, not data.
+pub const MAX_QUEUES_PER_PLUGIN: usize = 64;
+pub const MAX_QUEUE_NAME_BYTES: usize = 256;
 
 /// A value as stored in the kv store: its CAS version, then its bytes.
 pub fn encode_stored(version: u32, value: &[u8]) -> Vec<u8> {
@@ -175,8 +189,33 @@ impl QueueWatch {
 #[derive(Default)]
 pub struct Queues {
     ids: HashMap<(String, String), u32>,
-    items: HashMap<u32, VecDeque<Vec<u8>>>,
+    items: HashMap<u32, Queue>,
     watchers: HashMap<u32, Vec<Weak<QueueWatch>>>,
+}
+
+/// One queue's items and their total size.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Queue {
+    fn push(&mut self, value: Vec<u8>) {
+        while !self.items.is_empty()
+            && (self.items.len() >= MAX_QUEUE_ITEMS || self.bytes + value.len() > MAX_QUEUE_BYTES)
+        {
+            self.pop();
+        }
+        self.bytes += value.len();
+        self.items.push_back(value);
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        let value = self.items.pop_front()?;
+        self.bytes -= value.len();
+        Some(value)
+    }
 }
 
 /// The process's queues.
@@ -191,12 +230,24 @@ pub fn queues() -> MutexGuard<'static, Queues> {
 impl Queues {
     /// The id of `owner`'s queue `name`, created if new; `watch` (the
     /// registering entry's) is told of every item enqueued from now on.
-    pub fn register(&mut self, owner: &str, name: &str, watch: &Arc<QueueWatch>) -> u32 {
-        let next = self.ids.len() as u32 + 1;
-        let id = *self
-            .ids
-            .entry((owner.to_string(), name.to_string()))
-            .or_insert(next);
+    /// `None` for a name longer than [`MAX_QUEUE_NAME_BYTES`] or a queue
+    /// past the owner's [`MAX_QUEUES_PER_PLUGIN`].
+    pub fn register(&mut self, owner: &str, name: &str, watch: &Arc<QueueWatch>) -> Option<u32> {
+        if name.len() > MAX_QUEUE_NAME_BYTES {
+            return None;
+        }
+        let key = (owner.to_string(), name.to_string());
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                if self.ids.keys().filter(|(o, _)| o == owner).count() >= MAX_QUEUES_PER_PLUGIN {
+                    return None;
+                }
+                let id = self.ids.len() as u32 + 1;
+                self.ids.insert(key, id);
+                id
+            }
+        };
         self.items.entry(id).or_default();
         let watchers = self.watchers.entry(id).or_default();
         watchers.retain(|w| w.strong_count() > 0);
@@ -206,7 +257,7 @@ impl Queues {
         {
             watchers.push(Arc::downgrade(watch));
         }
-        id
+        Some(id)
     }
 
     /// The id of an existing queue.
@@ -222,10 +273,7 @@ impl Queues {
         let Some(queue) = self.items.get_mut(&id) else {
             return false;
         };
-        if queue.len() >= MAX_QUEUE_ITEMS {
-            queue.pop_front();
-        }
-        queue.push_back(value);
+        queue.push(value);
         if let Some(watchers) = self.watchers.get_mut(&id) {
             watchers.retain(|w| match w.upgrade() {
                 Some(watch) => {
@@ -240,7 +288,7 @@ impl Queues {
 
     /// `None`: no such queue; `Some(None)`: empty.
     pub fn dequeue(&mut self, id: u32) -> Option<Option<Vec<u8>>> {
-        self.items.get_mut(&id).map(VecDeque::pop_front)
+        self.items.get_mut(&id).map(Queue::pop)
     }
 }
 
@@ -261,18 +309,28 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The id of metric `name` (the same id for the same name and kind).
-    pub fn define(&self, kind: MetricKind, name: &str) -> u32 {
+    /// The id of metric `name` (the same id for the same name and kind);
+    /// `None` for a name outside the bounds components have (1 to
+    /// [`bounds::MAX_METRIC_NAME_BYTES`]) or a metric past the per-plugin
+    /// cap, so a filter that names metrics after request data cannot grow
+    /// the list, or the registry, with every request.
+    pub fn define(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        if name.is_empty() || name.len() > bounds::MAX_METRIC_NAME_BYTES {
+            return None;
+        }
         let name = bounds::sanitise_metric_name(name);
         let mut defined = self.lock();
         if let Some(at) = defined
             .iter()
             .position(|(k, n, _)| *k == kind && *n == name)
         {
-            return at as u32 + 1;
+            return Some(at as u32 + 1);
+        }
+        if defined.len() >= MAX_FAMILIES_PER_PLUGIN {
+            return None;
         }
         defined.push((kind, name, 0));
-        defined.len() as u32
+        Some(defined.len() as u32)
     }
 
     /// Adds `value` (`record`: sets it, or observes it for a histogram);
@@ -317,6 +375,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_metric_name_out_of_bounds_or_past_the_cap_is_refused() {
+        let metrics = Metrics::default();
+        assert_eq!(metrics.define(MetricKind::Counter, ""), None);
+        let long = "n".repeat(bounds::MAX_METRIC_NAME_BYTES + 1);
+        assert_eq!(metrics.define(MetricKind::Gauge, &long), None);
+        for i in 0..MAX_FAMILIES_PER_PLUGIN {
+            assert_eq!(
+                metrics.define(MetricKind::Counter, &format!("m{i}")),
+                Some(i as u32 + 1)
+            );
+        }
+        assert_eq!(metrics.define(MetricKind::Counter, "one_more"), None);
+        assert_eq!(metrics.define(MetricKind::Counter, "m0"), Some(1));
+    }
+
+    #[test]
     fn versions_are_stored_with_the_value_and_never_zero() {
         assert_eq!(decode_stored(&encode_stored(7, b"abc")), (7, &b"abc"[..]));
         assert_eq!(next_version(u32::MAX), 1);
@@ -327,8 +401,8 @@ mod tests {
     fn queues_are_found_by_owner_and_name_and_drain_in_order() {
         let mut queues = Queues::default();
         let watch = Arc::new(QueueWatch::default());
-        let id = queues.register("p", "q", &watch);
-        assert_eq!(queues.register("p", "q", &watch), id);
+        let id = queues.register("p", "q", &watch).unwrap();
+        assert_eq!(queues.register("p", "q", &watch), Some(id));
         assert_eq!(queues.resolve("p", "q"), Some(id));
         assert_eq!(queues.resolve("other", "q"), None);
         assert!(queues.enqueue(id, b"1".to_vec()));
@@ -346,8 +420,8 @@ mod tests {
             Arc::new(QueueWatch::default()),
             Arc::new(QueueWatch::default()),
         );
-        let id = queues.register("p", "q", &owner);
-        let elsewhere = queues.register("p", "r", &other);
+        let id = queues.register("p", "q", &owner).unwrap();
+        let elsewhere = queues.register("p", "r", &other).unwrap();
         assert!(queues.enqueue(id, b"1".to_vec()));
         assert!(queues.enqueue(id, b"2".to_vec()));
         assert_eq!(owner.next().await, vec![id], "two items, one notice");
@@ -361,5 +435,43 @@ mod tests {
             "a gone watcher is skipped"
         );
         assert!(queues.watchers[&elsewhere].is_empty());
+    }
+
+    #[test]
+    fn a_queue_without_a_consumer_keeps_at_most_its_byte_cap_newest_first() {
+        let mut queues = Queues::default();
+        let watch = Arc::new(QueueWatch::default());
+        let id = queues.register("p", "q", &watch).unwrap();
+        let item = vec![7u8; MAX_QUEUE_ITEM_BYTES];
+        let pushed = 3 * MAX_QUEUE_BYTES / MAX_QUEUE_ITEM_BYTES;
+        for i in 0..pushed {
+            let mut item = item.clone();
+            item[0] = i as u8;
+            assert!(queues.enqueue(id, item));
+        }
+        let queue = &queues.items[&id];
+        assert!(queue.bytes <= MAX_QUEUE_BYTES, "{} bytes kept", queue.bytes);
+        assert_eq!(queue.bytes, queue.items.iter().map(Vec::len).sum::<usize>());
+        assert_eq!(queue.items.back().unwrap()[0], (pushed - 1) as u8);
+    }
+
+    #[test]
+    fn a_plugin_registers_a_bounded_number_of_queues_with_bounded_names() {
+        let mut queues = Queues::default();
+        let watch = Arc::new(QueueWatch::default());
+        let long = "q".repeat(MAX_QUEUE_NAME_BYTES + 1);
+        assert_eq!(queues.register("p", &long, &watch), None);
+        for i in 0..MAX_QUEUES_PER_PLUGIN {
+            assert!(queues.register("p", &format!("q{i}"), &watch).is_some());
+        }
+        assert_eq!(queues.register("p", "one more", &watch), None);
+        assert!(
+            queues.register("p", "q0", &watch).is_some(),
+            "an existing one is found"
+        );
+        assert!(
+            queues.register("other", "q", &watch).is_some(),
+            "per plugin"
+        );
     }
 }

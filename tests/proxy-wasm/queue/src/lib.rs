@@ -6,7 +6,11 @@
 //! drains the queue, keeping in shared data (`allow: kv`) how many items it
 //! has taken so far (`seen`) and the last one (`last`).
 //!
-//! No config. Request headers: enqueues the request's path, then adds
+//! Config text `requeue` makes the root context put one item back each
+//! time it drains the queue (a retry loop, or a hostile filter): the host
+//! must pace the wake-ups that follow instead of spinning a worker on them.
+//!
+//! Request headers: enqueues the request's path, then adds
 //! `x-queue-seen: <seen, 0 if none>` and `x-queue-last: <last>` (when set).
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -14,12 +18,15 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root));
+    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
 }}
 
 const QUEUE: &str = "paths";
 
-struct Root;
+#[derive(Default)]
+struct Root {
+    requeue: bool,
+}
 
 impl Context for Root {}
 
@@ -33,6 +40,7 @@ fn read(context: &dyn Context, key: &str) -> Option<String> {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        self.requeue = self.get_plugin_configuration().as_deref() == Some(b"requeue");
         self.register_shared_queue(QUEUE);
         true
     }
@@ -51,6 +59,9 @@ impl RootContext for Root {
         }
         self.set_shared_data("seen", Some(seen.to_string().as_bytes()), None)
             .ok();
+        if self.requeue {
+            self.enqueue_shared_queue(queue_id, Some(b"again")).ok();
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
