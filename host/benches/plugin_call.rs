@@ -467,6 +467,7 @@ async fn through_chain(
         .on_request(
             &mut request,
             &mut request_map.clone(),
+            &mut None,
             &mut context,
             &mut states,
         )
@@ -481,6 +482,7 @@ async fn through_chain(
             "bench",
             &mut response,
             &mut response_map.clone(),
+            &mut None,
             &mut context,
             &mut states,
         )

@@ -39,6 +39,8 @@ pub struct Gateway {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Identity headers no client may send (`strip_request_headers`).
     strip: StripList,
+    /// What trailer sections may carry through this generation.
+    pub trailers: Arc<crate::http::trailers::Policy>,
 }
 
 /// A route ready to serve.
@@ -147,6 +149,10 @@ impl Gateway {
         Ok(Gateway {
             router: Router::new(config.routes.iter().map(|r| &r.matcher)),
             strip: StripList::new(&config),
+            trailers: Arc::new(crate::http::trailers::Policy::new(
+                StripList::new(&config),
+                config.limits.max_header_bytes,
+            )),
             config,
             routes,
             upstreams,

@@ -37,5 +37,6 @@ mod routing;
 mod security_headers;
 mod support;
 mod tls;
+mod trailers;
 mod transform;
 mod websocket;

@@ -158,7 +158,7 @@ pub fn unstripped(config: &Config) -> Vec<Unstripped> {
 }
 
 /// The headers one gateway generation strips, parsed once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StripList(Box<[HeaderName]>);
 
 impl StripList {

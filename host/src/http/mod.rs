@@ -15,5 +15,6 @@ pub mod limits;
 pub mod path;
 pub mod server;
 pub mod strict;
+pub mod trailers;
 pub mod tunnel;
 pub mod websocket;

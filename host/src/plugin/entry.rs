@@ -62,16 +62,20 @@ impl EntryPool {
     }
 
     /// The request hook: the plugin's changes to `request`, or its answer.
+    /// A Proxy-Wasm filter reads and edits the request's `trailers` in
+    /// place; WIT components have no trailers.
     pub async fn on_request(
         &self,
         request: &mut Request,
+        trailers: &mut Option<http::HeaderMap>,
         context: &mut RequestContext,
         state: &mut StepState,
     ) -> Result<RequestAction, PluginFault> {
         match self {
             EntryPool::Component(pool) => pool.on_request(request, context).await,
             EntryPool::ProxyWasm(pool) => {
-                pool.on_request(request, context, &mut state.filter).await
+                pool.on_request(request, trailers, context, &mut state.filter)
+                    .await
             }
         }
     }
@@ -80,12 +84,16 @@ impl EntryPool {
     pub async fn on_response(
         &self,
         response: &mut Response,
+        trailers: &mut Option<http::HeaderMap>,
         context: &mut RequestContext,
         state: &mut StepState,
     ) -> Result<ResponseChanges, PluginFault> {
         match self {
             EntryPool::Component(pool) => pool.on_response(response, context).await,
-            EntryPool::ProxyWasm(pool) => pool.on_response(response, &mut state.filter).await,
+            EntryPool::ProxyWasm(pool) => {
+                pool.on_response(response, trailers, &mut state.filter)
+                    .await
+            }
         }
     }
 }

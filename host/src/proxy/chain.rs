@@ -117,11 +117,13 @@ impl Chain {
 
     /// Runs the request hooks in order, applying each plugin's edits to
     /// `request` before the next plugin sees it, and its header edits to
-    /// `headers` too (the same headers as a map, what goes upstream).
+    /// `headers` too (the same headers as a map, what goes upstream), and
+    /// its trailer edits to `trailers` (buffered with the body).
     pub async fn on_request(
         &self,
         request: &mut Request,
         headers: &mut HeaderMap,
+        trailers: &mut Option<HeaderMap>,
         context: &mut RequestContext,
         states: &mut StepStates,
     ) -> RequestOutcome {
@@ -132,7 +134,10 @@ impl Chain {
                 request.body.take()
             };
             let started = Instant::now();
-            let result = step.pool.on_request(request, context, state).await;
+            let result = step
+                .pool
+                .on_request(request, trailers, context, state)
+                .await;
             step.observe_call(Phase::Request, started);
             if hidden_body.is_some() {
                 request.body = hidden_body;
@@ -168,13 +173,19 @@ impl Chain {
 
     /// Runs the response hooks of the first `ran` plugins in reverse order,
     /// applying header edits to `response` and to `headers` (the same
-    /// headers as a map, what goes to the client).
+    /// headers as a map, what goes to the client), and trailer edits to
+    /// `trailers`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one request's parts, each edited in place by the hooks"
+    )]
     pub async fn on_response(
         &self,
         ran: usize,
         route: &str,
         response: &mut Response,
         headers: &mut HeaderMap,
+        trailers: &mut Option<HeaderMap>,
         context: &mut RequestContext,
         states: &mut StepStates,
     ) -> Result<(), ChainFault> {
@@ -189,7 +200,10 @@ impl Chain {
                 response.body.take()
             };
             let started = Instant::now();
-            let result = step.pool.on_response(response, context, state).await;
+            let result = step
+                .pool
+                .on_response(response, trailers, context, state)
+                .await;
             step.observe_call(Phase::Response, started);
             if hidden_body.is_some() {
                 response.body = hidden_body;

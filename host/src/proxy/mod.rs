@@ -16,12 +16,13 @@ pub mod chain;
 pub mod router;
 
 use crate::gateway::{Gateway, Route, Shared};
-use crate::http::body::{boxed, full, json_error, Body, BoxError};
+use crate::http::body::{boxed, json_error, Body, BoxError};
 use crate::http::body_timeout::{self, TimedBody};
 use crate::http::convert::{header_list_in_step, header_map};
 use crate::http::limits::{BodyFault, ClientBodyFault};
 use crate::http::path::PathPolicy;
 use crate::http::strict::{self, framing::Violation};
+use crate::http::trailers::{self, Direction, Guarded};
 use crate::http::websocket::{self, Handshake, Upgrade};
 use crate::observe::access_log::{self, AnsweredBy, Entry, OutcomeCell};
 use crate::observe::span_export::RequestSpan;
@@ -87,6 +88,7 @@ pub async fn handle(
                 body_fault: BodyFault::default(),
                 tls: tls.as_deref(),
                 version,
+                trailers: &gateway.trailers,
             };
             let response = proxy.serve(request).await;
             (Some(route), path, response)
@@ -264,11 +266,16 @@ struct Proxy<'a> {
     tls: Option<&'a TlsInfo>,
     /// The client's HTTP version (HTTP/1 closes after a body fault).
     version: Version,
+    /// What trailer sections may carry, both ways.
+    trailers: &'a Arc<trailers::Policy>,
 }
 
 /// A client's request body, timed from its head by the route's
-/// `body_read_timeout_ms`.
-type ClientBody = TimedBody<Incoming>;
+/// `body_read_timeout_ms`, its trailers guarded.
+type ClientBody = Guarded<TimedBody<Incoming>>;
+
+/// An upstream's response body, its trailers guarded.
+type UpstreamBody = Guarded<Incoming>;
 
 impl Proxy<'_> {
     async fn serve(&self, request: Request<Incoming>) -> Response<Body> {
@@ -277,7 +284,11 @@ impl Proxy<'_> {
         if crate::http::limits::declared_too_large(&parts.headers, limit) {
             return body_too_large(limit);
         }
-        let body = body_timeout::timed(body, self.route.body_read_timeout);
+        let body = Guarded::new(
+            body_timeout::timed(body, self.route.body_read_timeout),
+            self.trailers.clone(),
+            Direction::FromClient,
+        );
         let upgrade = websocket::take(&mut parts);
         self.prepare_upstream_headers(&mut parts.headers, parts.uri.authority());
         if self.route.chain.is_empty() {
@@ -300,10 +311,14 @@ impl Proxy<'_> {
     ) -> Response<Body> {
         let chain = &self.route.chain;
         let mut stream = Some(body);
+        let mut request_trailers = None;
         let buffered = if chain.wants_request_body {
             let limit = self.route.max_body_bytes;
             match read_limited(stream.take().expect("body unread"), limit).await {
-                Ok(bytes) => Some(bytes.to_vec()),
+                Ok((bytes, trailers)) => {
+                    request_trailers = trailers;
+                    Some(bytes.to_vec())
+                }
                 Err(BodyReadError::TooLarge) => return body_too_large(limit),
                 Err(BodyReadError::TimedOut) => return self.body_timed_out(),
                 Err(BodyReadError::Broken(e)) => {
@@ -333,7 +348,13 @@ impl Proxy<'_> {
         let mut headers = parts.headers;
         let mut states = chain.states();
         let (response, ran) = match chain
-            .on_request(&mut request, &mut headers, &mut context, &mut states)
+            .on_request(
+                &mut request,
+                &mut headers,
+                &mut request_trailers,
+                &mut context,
+                &mut states,
+            )
             .await
         {
             RequestOutcome::Failed(fault) => return self.plugin_failure(&fault),
@@ -346,8 +367,13 @@ impl Proxy<'_> {
             }
             RequestOutcome::Forward { ran } => {
                 let stream = stream.map(|body| self.capped(body));
+                let rebuilt = Rebuilt {
+                    headers,
+                    stream,
+                    trailers: self.plugin_trailers(request_trailers),
+                };
                 let upstream_request =
-                    match rebuild_request(&parts.method, request, headers, stream, self.paths) {
+                    match rebuild_request(&parts.method, request, rebuilt, self.paths) {
                         Ok(r) => r,
                         Err(error) => return error,
                     };
@@ -372,6 +398,7 @@ impl Proxy<'_> {
                 &self.route.name,
                 &mut response,
                 &mut headers,
+                &mut None,
                 &mut context,
                 &mut states,
             )
@@ -379,23 +406,27 @@ impl Proxy<'_> {
         {
             return self.plugin_failure(&fault);
         }
-        plugin_response(response, headers)
+        plugin_response(response, headers, None)
     }
 
     /// Runs the response hooks over an upstream response, buffering its body
     /// only if a hook asked for it, by `deadline` at the latest.
     async fn response_phase(
         &self,
-        upstream: Response<Incoming>,
+        upstream: Response<UpstreamBody>,
         ran: usize,
         context: &mut RequestContext,
         states: &mut StepStates,
         deadline: Instant,
     ) -> Response<Body> {
         let (mut parts, body) = upstream.into_parts();
+        let mut trailers = None;
         let (buffered, stream) = if self.route.chain.wants_response_body {
             match self.buffer_response(&parts.headers, body, deadline).await {
-                Ok(bytes) => (Some(bytes.to_vec()), None),
+                Ok((bytes, sent)) => {
+                    trailers = sent;
+                    (Some(bytes.to_vec()), None)
+                }
                 Err(error) => {
                     self.outcome.update(|o| o.answered_by = AnsweredBy::Gateway);
                     return error;
@@ -418,6 +449,7 @@ impl Proxy<'_> {
                 &self.route.name,
                 &mut response,
                 &mut headers,
+                &mut trailers,
                 context,
                 states,
             )
@@ -427,11 +459,11 @@ impl Proxy<'_> {
         }
         match (response.body.is_some(), stream) {
             (false, Some(stream)) => {
-                let mut out = plugin_response(response, headers);
+                let mut out = plugin_response(response, headers, None);
                 *out.body_mut() = boxed(stream);
                 out
             }
-            _ => plugin_response(response, headers),
+            _ => plugin_response(response, headers, self.plugin_trailers(trailers)),
         }
     }
 
@@ -443,9 +475,9 @@ impl Proxy<'_> {
     async fn buffer_response(
         &self,
         headers: &HeaderMap,
-        body: Incoming,
+        body: UpstreamBody,
         deadline: Instant,
-    ) -> Result<Bytes, Response<Body>> {
+    ) -> Result<(Bytes, Option<HeaderMap>), Response<Body>> {
         let limit = self.route.max_response_body_bytes;
         let too_large = || {
             json_error(
@@ -458,7 +490,7 @@ impl Proxy<'_> {
             return Err(too_large());
         }
         match tokio::time::timeout_at(deadline.into(), read_limited(body, limit)).await {
-            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Ok(read)) => Ok(read),
             Ok(Err(BodyReadError::TooLarge)) => Err(too_large()),
             Ok(Err(BodyReadError::Broken(e))) => Err(json_error(
                 StatusCode::BAD_GATEWAY,
@@ -509,6 +541,9 @@ impl Proxy<'_> {
                     None => response,
                 };
                 strip_hop_by_hop(response.headers_mut());
+                let policy = self.trailers.clone();
+                let response =
+                    response.map(|body| Guarded::new(body, policy, Direction::FromUpstream));
                 let target = response
                     .extensions()
                     .get::<HttpInfo>()
@@ -540,13 +575,20 @@ impl Proxy<'_> {
     }
 
     /// What every proxied request carries upstream: forwarding headers and
-    /// the request id; hop-by-hop headers are the client connection's own.
+    /// the request id; hop-by-hop headers are the client connection's own,
+    /// but for `TE: trailers` (RFC 9110 §10.1.4), which tells an upstream
+    /// the client takes trailers.
     fn prepare_upstream_headers(
         &self,
         headers: &mut HeaderMap,
         authority: Option<&http::uri::Authority>,
     ) {
+        let takes_trailers = trailers::accepts(headers);
         strip_hop_by_hop(headers);
+        if takes_trailers {
+            headers.insert(header::TE, trailers::te_trailers());
+            headers.insert(header::CONNECTION, HeaderValue::from_static("te"));
+        }
         if !headers.contains_key(header::HOST) {
             if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
                 headers.insert(header::HOST, value);
@@ -564,6 +606,21 @@ impl Proxy<'_> {
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
         headers.insert(REQUEST_ID, self.request_id.clone());
         headers.insert(TRACEPARENT, self.trace.header_value());
+    }
+
+    /// Trailers after the plugins edited them: a plugin may set any field a
+    /// plugin may set in headers, but not framing or routing ones, and not
+    /// more than the header limits (then they are dropped, and logged).
+    fn plugin_trailers(&self, trailers: Option<HeaderMap>) -> Option<HeaderMap> {
+        let mut trailers = trailers?;
+        if let Err(e) = self
+            .trailers
+            .sanitize(&mut trailers, Direction::FromUpstream)
+        {
+            tracing::warn!(route = %self.route.name, "plugin-edited trailers dropped: {e}");
+            return None;
+        }
+        (!trailers.is_empty()).then_some(trailers)
     }
 
     /// The client's body as streamed upstream, cut off past the route's limit.
@@ -601,7 +658,7 @@ impl Proxy<'_> {
 /// What sending a request upstream came to.
 enum Forwarded {
     /// The upstream's response, to proxy (through the response hooks, if any).
-    Upstream(Response<Incoming>),
+    Upstream(Response<UpstreamBody>),
     /// A finished answer for the client: one the gateway wrote (an error),
     /// or the `101` of a WebSocket tunnel that now runs.
     Answered(Response<Body>),
@@ -613,10 +670,14 @@ enum Forwarded {
 fn rebuild_request(
     method: &Method,
     request: PluginRequest,
-    mut headers: HeaderMap,
-    stream: Option<Body>,
+    rebuilt: Rebuilt,
     paths: PathPolicy,
 ) -> Result<Request<Body>, Response<Body>> {
+    let Rebuilt {
+        mut headers,
+        stream,
+        trailers,
+    } = rebuilt;
     let path = paths.canonicalize(&request.path).map_err(|e| {
         json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -639,7 +700,11 @@ fn rebuild_request(
         (Some(bytes), _) => {
             headers.remove(header::CONTENT_LENGTH);
             headers.remove(header::TRANSFER_ENCODING);
-            full(bytes)
+            headers.remove(header::TRAILER);
+            if let Some(trailers) = &trailers {
+                trailers::announce(&mut headers, trailers);
+            }
+            trailers::with_trailers(bytes, trailers)
         }
         (None, Some(stream)) => stream,
         (None, None) => crate::http::body::empty(),
@@ -651,6 +716,15 @@ fn rebuild_request(
     Ok(upstream)
 }
 
+/// What goes upstream besides the plugin-visible request: the headers as a
+/// map, the untouched stream (when no plugin read the body), and the
+/// trailers that followed a buffered body.
+struct Rebuilt {
+    headers: HeaderMap,
+    stream: Option<Body>,
+    trailers: Option<HeaderMap>,
+}
+
 /// Why a body could not be buffered; whose fault it is depends on whose body.
 enum BodyReadError {
     TooLarge,
@@ -659,14 +733,17 @@ enum BodyReadError {
     Broken(BoxError),
 }
 
-/// Reads a whole body up to `limit` bytes.
-async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyReadError>
+/// Reads a whole body up to `limit` bytes, and the trailers after it.
+async fn read_limited<B>(body: B, limit: usize) -> Result<(Bytes, Option<HeaderMap>), BodyReadError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            Ok((collected.to_bytes(), trailers))
+        }
         Err(e) => Err(match ClientBodyFault::of(&e) {
             ClientBodyFault::TooLarge => BodyReadError::TooLarge,
             ClientBodyFault::TimedOut => BodyReadError::TimedOut,
@@ -684,8 +761,13 @@ fn body_too_large(limit: usize) -> Response<Body> {
     )
 }
 
-/// A plugin-produced (or plugin-edited) response as an HTTP response.
-fn plugin_response(response: PluginResponse, mut headers: HeaderMap) -> Response<Body> {
+/// A plugin-produced (or plugin-edited) response as an HTTP response; a
+/// buffered body goes on with the upstream's `trailers`, announced.
+fn plugin_response(
+    response: PluginResponse,
+    mut headers: HeaderMap,
+    trailers: Option<HeaderMap>,
+) -> Response<Body> {
     let Ok(status) = StatusCode::from_u16(response.status) else {
         tracing::error!(
             status = response.status,
@@ -701,7 +783,11 @@ fn plugin_response(response: PluginResponse, mut headers: HeaderMap) -> Response
     let body = match response.body {
         Some(bytes) => {
             headers.remove(header::CONTENT_LENGTH);
-            full(bytes)
+            headers.remove(header::TRAILER);
+            if let Some(trailers) = &trailers {
+                trailers::announce(&mut headers, trailers);
+            }
+            trailers::with_trailers(bytes, trailers)
         }
         None => crate::http::body::empty(),
     };
@@ -738,6 +824,8 @@ fn plugin_failure(fault: &ChainFault) -> Response<Body> {
 }
 
 /// Removes headers that belong to one connection, not the message (RFC 9110 §7.6.1).
+/// `Trailer` stays: it describes the message, and hyper sends HTTP/1
+/// trailers only for the fields it names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -755,7 +843,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         HeaderName::from_static("proxy-connection"),
         header::TRANSFER_ENCODING,
         header::TE,
-        header::TRAILER,
         header::UPGRADE,
     ] {
         headers.remove(name);

@@ -119,7 +119,7 @@ async fn run_step(
         route: ROUTE.into(),
     };
     let result = pool
-        .on_request(&mut request, &mut context, &mut state)
+        .on_request(&mut request, &mut None, &mut context, &mut state)
         .await;
     let (mut response, mut response_skipped) = (None, None);
     if let Some(spec) = &step.response {
@@ -133,7 +133,7 @@ async fn run_step(
                         .then(|| spec.body().bytes().unwrap_or_default()),
                 };
                 response = Some(
-                    pool.on_response(&mut upstream, &mut context, &mut state)
+                    pool.on_response(&mut upstream, &mut None, &mut context, &mut state)
                         .await,
                 );
             }

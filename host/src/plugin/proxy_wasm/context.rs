@@ -5,6 +5,8 @@
 
 use super::abi::Pairs;
 use crate::plugin::bindings::{HeaderChanges, Request, RequestChanges, Response, ResponseChanges};
+use crate::plugin::PluginFault;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// One request's HTTP context: what the filter may read and edit.
 #[derive(Debug, Default)]
@@ -15,9 +17,13 @@ pub struct Stream {
     /// `:authority` and `:scheme` first (Envoy's shape).
     pub request_headers: Pairs,
     pub request_body: Option<Vec<u8>>,
+    /// Request trailers (lower-case names); empty when the request has none.
+    pub request_trailers: Pairs,
     /// Response headers with `:status` first; empty before the response phase.
     pub response_headers: Pairs,
     pub response_body: Option<Vec<u8>>,
+    /// Response trailers; empty when the response has none.
+    pub response_trailers: Pairs,
     /// Facts the properties answer from.
     pub facts: Facts,
     /// The stream is held: a callback returned `Pause` and nothing resumed it.
@@ -180,6 +186,28 @@ pub fn header_changes(before: &[(String, String)], after: &[(String, String)]) -
         }
     }
     changes
+}
+
+/// A trailer section as the filter reads it: lower-case names, in order.
+pub fn trailer_pairs(trailers: Option<&HeaderMap>) -> Pairs {
+    trailers
+        .into_iter()
+        .flat_map(HeaderMap::iter)
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// The filter's trailer section back as a map (`None` when it emptied
+/// it); a name or value that is not valid HTTP is an `invalid_output` fault.
+pub fn trailer_map(pairs: &Pairs) -> Result<Option<HeaderMap>, PluginFault> {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        let invalid = || PluginFault::InvalidOutput(format!("invalid trailer `{name}`"));
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let value = HeaderValue::from_str(value).map_err(|_| invalid())?;
+        map.append(name, value);
+    }
+    Ok((!map.is_empty()).then_some(map))
 }
 
 /// `:path` as Envoy gives it: the path with its query.

@@ -159,6 +159,8 @@ fn map_of(stream: &mut Stream, map: Map) -> Option<&mut Pairs> {
             Some(&mut stream.response_headers)
         }
         Map::CallResponseHeaders => stream.call_response.as_mut().map(|c| &mut c.headers),
+        Map::RequestTrailers => Some(&mut stream.request_trailers),
+        Map::ResponseTrailers => Some(&mut stream.response_trailers),
         _ => None,
     }
 }

@@ -9,13 +9,14 @@
 //! callback that faults leaves the instance unusable (the SDK's state is
 //! mid-borrow), so the pool drops it.
 
-use super::context::{CallResponse, Facts, Stream};
+use super::context::{trailer_map, trailer_pairs, CallResponse, Facts, Stream};
 use super::EntryShared;
 use crate::plugin::bindings::{OutboundRequest, Request, RequestAction, Response, ResponseChanges};
 use crate::plugin::bounds::CallBudget;
 use crate::plugin::component::runtime::{classify, deadline_update};
 use crate::plugin::component::state::{CallClock, MemoryCap};
 use crate::plugin::PluginFault;
+use http::HeaderMap;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{InstancePre, Memory, Store, TypedFunc, WasmParams, WasmResults};
@@ -52,6 +53,9 @@ impl FilterState {
 /// `proxy_on_{request,response}_{headers,body}(context, size, end_of_stream) -> action`.
 type StreamCallback = TypedFunc<(i32, i32, i32), i32>;
 
+/// `proxy_on_request_trailers(context, count)` (and the response's).
+type TrailersCallback = TypedFunc<(i32, i32), i32>;
+
 /// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
 type CallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
@@ -62,6 +66,8 @@ struct Callbacks {
     request_body: Option<StreamCallback>,
     response_headers: Option<StreamCallback>,
     response_body: Option<StreamCallback>,
+    request_trailers: Option<TrailersCallback>,
+    response_trailers: Option<TrailersCallback>,
     http_call_response: Option<CallResponseCallback>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
@@ -144,6 +150,8 @@ impl FilterInstance {
             request_body: typed!("proxy_on_request_body"),
             response_headers: typed!("proxy_on_response_headers"),
             response_body: typed!("proxy_on_response_body"),
+            request_trailers: typed!("proxy_on_request_trailers"),
+            response_trailers: typed!("proxy_on_response_trailers"),
             http_call_response: typed!("proxy_on_http_call_response"),
             done: typed!("proxy_on_done"),
             log: typed!("proxy_on_log"),
@@ -232,6 +240,21 @@ impl FilterInstance {
         self.settle().await
     }
 
+    /// A trailers callback (`proxy_on_request_trailers(context, count)`),
+    /// its `Action` recorded on the stream; made only when there are trailers.
+    async fn trailers_callback(
+        &mut self,
+        f: Option<TrailersCallback>,
+        id: u32,
+        count: usize,
+    ) -> Result<(), PluginFault> {
+        let Some(f) = f else { return Ok(()) };
+        let action = self.call(f, (id as i32, count as i32)).await?;
+        let stream = self.stream_mut();
+        stream.paused = action == super::abi::ACTION_PAUSE && stream.local_response.is_none();
+        self.settle().await
+    }
+
     fn stream_mut(&mut self) -> &mut Stream {
         self.store
             .data_mut()
@@ -255,11 +278,15 @@ impl FilterInstance {
     pub async fn request_phase(
         &mut self,
         request: &Request,
+        trailers: &mut Option<HeaderMap>,
         facts: Facts,
     ) -> Result<RequestAction, PluginFault> {
         self.next_context += 1;
         let id = self.next_context;
-        self.store.data_mut().stream = Some(Stream::for_request(id, request, facts));
+        let mut stream = Stream::for_request(id, request, facts);
+        stream.request_trailers = trailer_pairs(trailers.as_ref());
+        let has_trailers = !stream.request_trailers.is_empty();
+        self.store.data_mut().stream = Some(stream);
         self.call(
             self.callbacks.context_create.clone(),
             (id as i32, ROOT_ID as i32),
@@ -271,12 +298,18 @@ impl FilterInstance {
             self.callbacks.request_headers.clone(),
             id,
             headers,
-            body_len == 0,
+            body_len == 0 && !has_trailers,
         )
         .await?;
         if !self.answered() && body_len > 0 {
-            self.stream_callback(self.callbacks.request_body.clone(), id, body_len, true)
-                .await?;
+            let f = self.callbacks.request_body.clone();
+            self.stream_callback(f, id, body_len, !has_trailers).await?;
+        }
+        if !self.answered() && has_trailers {
+            let f = self.callbacks.request_trailers.clone();
+            let count = self.stream_mut().request_trailers.len();
+            self.trailers_callback(f, id, count).await?;
+            *trailers = trailer_map(&self.stream_mut().request_trailers)?;
         }
         let stream = self.stream_mut();
         if let Some(response) = stream.local_response.take() {
@@ -303,20 +336,32 @@ impl FilterInstance {
         &mut self,
         id: u32,
         response: &Response,
+        trailers: &mut Option<HeaderMap>,
     ) -> Result<ResponseChanges, PluginFault> {
         self.stream_mut().load_response(response);
+        self.stream_mut().response_trailers = trailer_pairs(trailers.as_ref());
+        let has_trailers = trailers.is_some();
         let body_len = response.body.as_ref().map_or(0, Vec::len);
         let headers = self.stream_mut().response_headers.len();
         self.stream_callback(
             self.callbacks.response_headers.clone(),
             id,
             headers,
-            body_len == 0,
+            body_len == 0 && !has_trailers,
         )
         .await?;
         if !self.answered() && body_len > 0 {
-            self.stream_callback(self.callbacks.response_body.clone(), id, body_len, true)
-                .await?;
+            let f = self.callbacks.response_body.clone();
+            self.stream_callback(f, id, body_len, !has_trailers).await?;
+        }
+        if !self.answered() && has_trailers {
+            let f = self.callbacks.response_trailers.clone();
+            let count = self.stream_mut().response_trailers.len();
+            self.trailers_callback(f, id, count).await?;
+            *trailers = trailer_map(&self.stream_mut().response_trailers)?;
+        }
+        if self.answered() {
+            *trailers = None;
         }
         let stream = self.stream_mut();
         if stream.paused && stream.local_response.is_none() {

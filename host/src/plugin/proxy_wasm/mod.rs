@@ -220,6 +220,7 @@ impl FilterPool {
     pub async fn on_request(
         &self,
         request: &Request,
+        trailers: &mut Option<http::HeaderMap>,
         context: &RequestContext,
         held: &mut Option<FilterStream>,
     ) -> Result<RequestAction, PluginFault> {
@@ -237,7 +238,7 @@ impl FilterPool {
             mtls: context.keys().any(|k| k.starts_with("tls.client.")),
         };
         let result = instance
-            .request_phase(request, facts)
+            .request_phase(request, trailers, facts)
             .await
             .and_then(|action| self.checked(bounds::check_request_action(&action), action));
         match (&result, instance.open_id()) {
@@ -258,6 +259,7 @@ impl FilterPool {
     pub async fn on_response(
         &self,
         response: &Response,
+        trailers: &mut Option<http::HeaderMap>,
         held: &mut Option<FilterStream>,
     ) -> Result<ResponseChanges, PluginFault> {
         let Some(FilterStream { mut instance, id }) = held.take() else {
@@ -265,7 +267,7 @@ impl FilterPool {
         };
         let ticket = self.guard.admit().await?;
         let result = instance
-            .response_phase(id, response)
+            .response_phase(id, response, trailers)
             .await
             .and_then(|changes| self.checked(bounds::check_response_changes(&changes), changes));
         if result.is_ok() {
