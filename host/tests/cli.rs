@@ -312,7 +312,7 @@ fn plugin_test_passes_the_cases_of_the_proxy_wasm_test_filters() {
         ("body-rewrite", 2),
         ("auth-call", 3),
         ("counter", 2),
-        ("hostile", 3),
+        ("hostile", 5),
         ("metrics", 2),
     ] {
         let (ok, stdout, stderr) = wasmgate(&[

@@ -261,6 +261,7 @@ impl Telemetry for GatewayTelemetry {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
+        let message = one_line(message);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, route, fields, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, route, fields, "{message}"),
@@ -289,10 +290,64 @@ impl Telemetry for GatewayTelemetry {
     }
 }
 
+/// A plugin's log message with its control characters escaped (`\n` as
+/// the two characters `\` `n`): the message is often client data, and must
+/// not start a line of its own in the gateway's log.
+fn one_line(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.contains(char::is_control) {
+        return message.into();
+    }
+    let mut escaped = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use prometheus::Encoder;
+
+    #[test]
+    fn a_plugin_message_cannot_forge_a_line_of_the_gateway_log() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || WriteTo(sink.clone()))
+            .finish();
+        let telemetry = GatewayTelemetry::new(Registry::new());
+        tracing::subscriber::with_default(subscriber, || {
+            telemetry.log(
+                "p",
+                "r",
+                LogLevel::Warn,
+                "user=x\r\n2026-01-01T00:00:00Z ERROR wasmgate: forged",
+                &[],
+            );
+        });
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("user=x\\r\\n2026"), "{text}");
+    }
+
+    /// A `MakeWriter` target the test reads back.
+    struct WriteTo(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for WriteTo {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     fn labels(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
