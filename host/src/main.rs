@@ -110,14 +110,17 @@ fn init_logging(format: LogFormat) -> std::io::Result<wasmgate::observe::log_wri
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _flush_logs_at_exit = match init_logging(cli.log_format) {
+    let flush_logs = match init_logging(cli.log_format) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("error: cannot start the log writer thread: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match execute(cli.command).await {
+    let outcome = execute(cli.command).await;
+    // The lines that led to an error come before it on stderr.
+    drop(flush_logs);
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
