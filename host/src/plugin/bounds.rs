@@ -273,7 +273,7 @@ fn check_status(status: u16) -> Result<(), Refusal> {
     }
 }
 
-pub fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
+fn check_body(what: &'static str, len: usize) -> Result<(), Refusal> {
     if len > MAX_BODY_BYTES {
         return Err(Refusal::new(
             what,
@@ -314,7 +314,7 @@ fn check_path_and_query(path: Option<&str>, query: Option<&str>) -> Result<(), R
 }
 
 /// A header list a plugin produced: bounded, every name and value valid HTTP.
-pub fn check_headers(what: &'static str, headers: &[(String, String)]) -> Result<(), Refusal> {
+fn check_headers(what: &'static str, headers: &[(String, String)]) -> Result<(), Refusal> {
     check_header_count(what, headers.len(), headers_bytes(headers))?;
     for (name, value) in headers {
         check_header(what, name, Some(value))?;
@@ -462,9 +462,18 @@ pub fn check_kv(key: &str, value_len: Option<usize>, ttl_ms: Option<u64>) -> Res
 
 /// An outbound request's headers and body.
 pub fn check_outbound(request: &OutboundRequest) -> Result<(), Refusal> {
-    check_headers("outbound", &request.headers)?;
-    if let Some(body) = &request.body {
-        check_body("outbound", body.len())?;
+    check_outbound_parts(&request.headers, request.body.as_ref().map(Vec::len))
+}
+
+/// [`check_outbound`] on an outbound request's headers and body length, for
+/// a runtime (Proxy-Wasm) that holds them before it builds the request.
+pub fn check_outbound_parts(
+    headers: &[(String, String)],
+    body_len: Option<usize>,
+) -> Result<(), Refusal> {
+    check_headers("outbound", headers)?;
+    if let Some(len) = body_len {
+        check_body("outbound", len)?;
     }
     Ok(())
 }

@@ -701,9 +701,9 @@ fn add_env(linker: &mut Linker<FilterState>) -> Result<()> {
             let (method, path) = (method.to_string(), path.to_string());
             let headers: Pairs = headers.into_iter().filter(|(n, _)| !n.starts_with(':')).collect();
             // The bounds a component's outbound request has.
-            let refused = bounds::check_headers("outbound", &headers)
-                .and_then(|()| bounds::check_body("outbound", body.as_ref().map_or(0, Vec::len)));
-            if let Err(refusal) = refused {
+            if let Err(refusal) =
+                bounds::check_outbound_parts(&headers, body.as_ref().map(Vec::len))
+            {
                 bounds::count(&caller.data().entry.plugin, refusal.what, refusal.reason);
                 return Ok(status::BAD_ARGUMENT);
             }
