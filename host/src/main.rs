@@ -22,6 +22,10 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
     log_format: LogFormat,
+    /// Threads serving client connections, each a single-threaded runtime
+    /// (0: one per available core).
+    #[arg(long, default_value_t = 0, global = true)]
+    workers: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,6 +121,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    wasmgate::http::workers::configure(cli.workers);
     let outcome = execute(cli.command).await;
     // The lines that led to an error come before it on stderr.
     drop(flush_logs);

@@ -18,3 +18,4 @@ pub mod strict;
 pub mod trailers;
 pub mod tunnel;
 pub mod websocket;
+pub mod workers;

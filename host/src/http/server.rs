@@ -84,7 +84,7 @@ pub async fn serve(
         let first = Duration::from_millis(limits.header_read_timeout_ms);
         let idle = Duration::from_millis(limits.idle_timeout_ms);
         let (shared, watcher, tls) = (shared.clone(), graceful.watcher(), tls.clone());
-        tokio::spawn(async move {
+        super::workers::Workers::get().spawn(async move {
             let _hold = hold;
             let conn = Connection {
                 client,

@@ -1,17 +1,56 @@
 //! The pooled HTTP(S) clients upstream calls go through: one shared
 //! keep-alive pool, and one per upstream with its own TLS or HTTP version.
+//! Each is split per connection worker (`http::workers`), so a request
+//! borrows a connection its own thread drives.
 
 use super::connect::TimedConnector;
 use crate::config::{UpstreamProtocol, UpstreamTlsConfig};
 use crate::http::body::Body;
+use crate::http::workers;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// One keep-alive pool and the connector that fills it.
+type Pool = Client<TimedConnector<HttpsConnector<HttpConnector>>, Body>;
+
 /// The pooled HTTP(S) client shared by proxying, plugins' outbound calls and
-/// health checks.
-pub type HttpClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, Body>;
+/// health checks: one pool per connection worker, and one for every other
+/// thread (health checks, calls made outside a client connection). A
+/// pooled connection's task runs on the worker that opened it, so a request
+/// never waits on another worker's thread to write or read for it.
+#[derive(Clone)]
+pub struct HttpClient {
+    /// Index 0: threads that are no worker; `i + 1`: worker `i`.
+    pools: Arc<[Pool]>,
+}
+
+impl HttpClient {
+    fn new(pool: impl Fn() -> Pool) -> HttpClient {
+        HttpClient {
+            pools: (0..=workers::count()).map(|_| pool()).collect(),
+        }
+    }
+
+    /// Sends `request` over this thread's pool.
+    pub fn request(&self, request: http::Request<Body>) -> ResponseFuture {
+        let slot = workers::current().map_or(0, |i| i + 1);
+        self.pools
+            .get(slot)
+            .unwrap_or(&self.pools[0])
+            .request(request)
+    }
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("pools", &self.pools.len())
+            .finish()
+    }
+}
 
 /// Connect timeout of a connection opened outside any route's call.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +66,11 @@ pub(super) fn client_for(
     tls: Option<&UpstreamTlsConfig>,
     protocol: UpstreamProtocol,
 ) -> HttpClient {
+    HttpClient::new(|| pool_for(tls, protocol))
+}
+
+/// One pool for one TLS setting and HTTP version.
+fn pool_for(tls: Option<&UpstreamTlsConfig>, protocol: UpstreamProtocol) -> Pool {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let mut builder = Client::builder(TokioExecutor::new());

@@ -1,0 +1,150 @@
+//! Connection workers: one single-threaded tokio runtime per core, each on
+//! its own thread, as nginx runs one worker process per core and Pingora
+//! offers "no steal" runtimes. A client connection is served start to
+//! finish on one worker, with every task it spawns (the upstream
+//! connection it borrows from that worker's pool too), so proxying a
+//! request wakes no other thread and moves no task between caches. On two
+//! shared cores this costs ~9 % less CPU per request than tokio's
+//! work-stealing scheduler (BENCHMARKS.md).
+//!
+//! The accept loops, the admin listener, reloads and health checks stay on
+//! the main runtime; only client connections come here.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::runtime::{Builder, Handle};
+
+/// How many workers to start; set once, before the first connection.
+static COUNT: OnceLock<usize> = OnceLock::new();
+
+thread_local! {
+    /// The index of the worker this thread is, if it is one.
+    static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Sets the number of workers (`0`: one per available core). Has no
+/// effect once a worker has started or the count has been read.
+pub fn configure(count: usize) {
+    let _ = COUNT.set(if count == 0 { cores() } else { count });
+}
+
+/// The number of workers (configured, or one per available core).
+pub fn count() -> usize {
+    *COUNT.get_or_init(cores)
+}
+
+/// The worker running on this thread: `Some(i)` with `i < count()` on a
+/// worker, `None` elsewhere. Lets per-worker state (the upstream pools)
+/// pick its own slot without a lock.
+pub fn current() -> Option<usize> {
+    INDEX.with(Cell::get)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The started workers and how many connections each serves.
+pub struct Workers {
+    handles: Vec<Handle>,
+    /// Open connections per worker: new ones go to the least loaded.
+    load: Vec<Arc<AtomicUsize>>,
+}
+
+impl Workers {
+    /// The process's workers, started on first use.
+    pub fn get() -> &'static Workers {
+        static WORKERS: OnceLock<Workers> = OnceLock::new();
+        WORKERS.get_or_init(|| Workers::start(count()))
+    }
+
+    fn start(count: usize) -> Workers {
+        let handles = (0..count).map(start_worker).collect();
+        let load = (0..count).map(|_| Arc::default()).collect();
+        Workers { handles, load }
+    }
+
+    /// Serves `connection` on the worker with the fewest open connections.
+    pub fn spawn<F>(&self, connection: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (i, load) = self
+            .load
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, load)| load.load(Ordering::Relaxed))
+            .expect("at least one worker");
+        let open = OpenConnection::new(load.clone());
+        self.handles[i].spawn(async move {
+            let _open = open;
+            connection.await;
+        });
+    }
+}
+
+/// Starts worker `index`: a current-thread runtime driven by its own thread
+/// for the life of the process.
+fn start_worker(index: usize) -> Handle {
+    let runtime = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds with the OS's epoll and timers");
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("wasmgate-worker-{index}"))
+        .spawn(move || {
+            INDEX.with(|i| i.set(Some(index)));
+            runtime.block_on(std::future::pending::<()>());
+        })
+        .expect("the OS starts a worker thread");
+    handle
+}
+
+/// One connection counted against its worker's load until it ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(load: Arc<AtomicUsize>) -> OpenConnection {
+        load.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(load)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_spread_over_the_workers_and_run_there() {
+        let workers = Workers::get();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (release, hold) = tokio::sync::watch::channel(false);
+        for _ in 0..2 * count() {
+            let (tx, mut hold) = (tx.clone(), hold.clone());
+            workers.spawn(async move {
+                tx.send(current()).unwrap();
+                let _ = hold.wait_for(|go| *go).await;
+            });
+        }
+        let mut seen = vec![0; count()];
+        for _ in 0..2 * count() {
+            let index = rx.recv().await.unwrap().expect("runs on a worker thread");
+            seen[index] += 1;
+        }
+        assert!(
+            seen.iter().all(|&n| n == 2),
+            "least-loaded spread: {seen:?}"
+        );
+        assert_eq!(current(), None, "the test's own thread is no worker");
+        release.send(true).unwrap();
+    }
+}
