@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 /// A bound listening socket and what the config says of it.
@@ -72,6 +72,15 @@ pub async fn serve(
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
         let _ = stream.set_nodelay(true);
+        // The socket moves to its worker's reactor, so its readiness events
+        // wake that worker directly rather than this runtime first.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%client, "cannot hand the connection to a worker: {e}");
+                continue;
+            }
+        };
         // Released when the connection closes, or the tunnel it became.
         let hold = ConnectionHold::new(slot, ConnectionGauge::open(active.clone()));
         // Limits other than max_connections follow reloads, for new connections.
@@ -96,6 +105,12 @@ pub async fn serve(
                 tunnel,
             };
             let served = async move {
+                let stream = match TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        return tracing::debug!(%client, "cannot register the connection: {e}")
+                    }
+                };
                 match tls {
                     None => conn.serve(stream, None).await,
                     Some(tls) => match tls.accept(stream).await {
