@@ -12,6 +12,7 @@ use crate::http::accept;
 use crate::http::limits::{self, InFlight};
 use crate::http::strict::framing::{FramingWatch, Watched};
 use crate::http::tunnel::{ConnectionHold, TunnelTerms};
+use crate::http::workers::Workers;
 use crate::observe::metrics::{metrics, ConnectionGauge};
 use crate::proxy::handle;
 use crate::tls::{TlsInfo, TlsListener};
@@ -82,7 +83,8 @@ pub async fn serve(
             }
         };
         // Released when the connection closes, or the tunnel it became.
-        let hold = ConnectionHold::new(slot, ConnectionGauge::open(active.clone()));
+        let (worker, load) = Workers::get().assign();
+        let hold = ConnectionHold::new(slot, ConnectionGauge::open(active.clone()), load);
         // Limits other than max_connections follow reloads, for new connections.
         let limits = shared.gateway.load().config.limits.clone();
         let tunnel = TunnelTerms {
@@ -93,7 +95,7 @@ pub async fn serve(
         let first = Duration::from_millis(limits.header_read_timeout_ms);
         let idle = Duration::from_millis(limits.idle_timeout_ms);
         let (shared, watcher, tls) = (shared.clone(), graceful.watcher(), tls.clone());
-        super::workers::Workers::get().spawn(async move {
+        worker.spawn(async move {
             let _hold = hold;
             let conn = Connection {
                 client,

@@ -4,6 +4,7 @@
 //! place in the connection gauge until it closes, and it is closed when no
 //! byte has crossed it either way for `limits.tunnel_idle_timeout_ms`.
 
+use crate::http::workers::WorkerLoad;
 use crate::observe::metrics::ConnectionGauge;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-/// What an open connection holds: its slot under `max_connections` and its
-/// place in the connection gauge, released when the last clone is dropped.
+/// What an open connection holds: its slot under `max_connections`, its
+/// place in the connection gauge and in its worker's load, released when
+/// the last clone is dropped.
 /// Shared so that a tunnel keeps holding them after the HTTP connection
 /// that opened it has handed its socket over.
 #[derive(Clone)]
@@ -26,15 +28,21 @@ pub struct ConnectionHold {
 struct Held {
     _slot: OwnedSemaphorePermit,
     _gauge: ConnectionGauge,
+    _worker: WorkerLoad,
 }
 
 impl ConnectionHold {
-    /// Holds `slot` and `gauge` until the last clone is dropped.
-    pub fn new(slot: OwnedSemaphorePermit, gauge: ConnectionGauge) -> ConnectionHold {
+    /// Holds `slot`, `gauge` and `worker` until the last clone is dropped.
+    pub fn new(
+        slot: OwnedSemaphorePermit,
+        gauge: ConnectionGauge,
+        worker: WorkerLoad,
+    ) -> ConnectionHold {
         ConnectionHold {
             _held: Arc::new(Held {
                 _slot: slot,
                 _gauge: gauge,
+                _worker: worker,
             }),
         }
     }

@@ -11,7 +11,6 @@
 //! the main runtime; only client connections come here.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::runtime::{Builder, Handle};
@@ -49,8 +48,12 @@ fn cores() -> usize {
 /// The started workers and how many connections each serves.
 pub struct Workers {
     handles: Vec<Handle>,
-    /// Open connections per worker: new ones go to the least loaded.
+    /// Open connections per worker (WebSocket tunnels included): new ones
+    /// go to the least loaded.
     load: Vec<Arc<AtomicUsize>>,
+    /// Where the search for the least loaded starts, turning, so that ties
+    /// do not all fall on the first worker.
+    next: AtomicUsize,
 }
 
 impl Workers {
@@ -63,25 +66,24 @@ impl Workers {
     fn start(count: usize) -> Workers {
         let handles = (0..count).map(start_worker).collect();
         let load = (0..count).map(|_| Arc::default()).collect();
-        Workers { handles, load }
+        Workers {
+            handles,
+            load,
+            next: AtomicUsize::new(0),
+        }
     }
 
-    /// Serves `connection` on the worker with the fewest open connections.
-    pub fn spawn<F>(&self, connection: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let (i, load) = self
-            .load
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, load)| load.load(Ordering::Relaxed))
+    /// The worker with the fewest open connections, and the guard that
+    /// counts one more against it until dropped: the connection keeps it
+    /// as long as it or the tunnel it becomes is open.
+    pub fn assign(&self) -> (&Handle, WorkerLoad) {
+        let n = self.handles.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = (start..start + n)
+            .map(|i| i % n)
+            .min_by_key(|&i| self.load[i].load(Ordering::Relaxed))
             .expect("at least one worker");
-        let open = OpenConnection::new(load.clone());
-        self.handles[i].spawn(async move {
-            let _open = open;
-            connection.await;
-        });
+        (&self.handles[i], WorkerLoad::new(self.load[i].clone()))
     }
 }
 
@@ -103,17 +105,17 @@ fn start_worker(index: usize) -> Handle {
     handle
 }
 
-/// One connection counted against its worker's load until it ends.
-struct OpenConnection(Arc<AtomicUsize>);
+/// One connection counted against its worker's load until dropped.
+pub struct WorkerLoad(Arc<AtomicUsize>);
 
-impl OpenConnection {
-    fn new(load: Arc<AtomicUsize>) -> OpenConnection {
+impl WorkerLoad {
+    fn new(load: Arc<AtomicUsize>) -> WorkerLoad {
         load.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(load)
+        WorkerLoad(load)
     }
 }
 
-impl Drop for OpenConnection {
+impl Drop for WorkerLoad {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -123,6 +125,33 @@ impl Drop for OpenConnection {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_held_connection_steers_new_ones_away_and_ties_take_turns() {
+        let workers = Workers::start(2);
+        let loaded = |w: &Workers| -> Vec<usize> {
+            w.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
+        };
+        let (_, tunnel) = workers.assign();
+        let (_, other) = workers.assign();
+        assert_eq!(
+            loaded(&workers),
+            [1, 1],
+            "the second goes to the idle worker"
+        );
+        drop((tunnel, other));
+        assert_eq!(loaded(&workers), [0, 0]);
+        let (_, first) = workers.assign();
+        let first_at = loaded(&workers);
+        drop(first);
+        let (_, second) = workers.assign();
+        assert_ne!(
+            loaded(&workers),
+            first_at,
+            "a tie does not always pick the same worker"
+        );
+        drop(second);
+    }
+
     #[tokio::test]
     async fn connections_spread_over_the_workers_and_run_there() {
         let workers = Workers::get();
@@ -130,7 +159,9 @@ mod tests {
         let (release, hold) = tokio::sync::watch::channel(false);
         for _ in 0..2 * count() {
             let (tx, mut hold) = (tx.clone(), hold.clone());
-            workers.spawn(async move {
+            let (worker, load) = workers.assign();
+            worker.spawn(async move {
+                let _load = load;
                 tx.send(current()).unwrap();
                 let _ = hold.wait_for(|go| *go).await;
             });

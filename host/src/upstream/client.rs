@@ -76,7 +76,8 @@ fn pool_for(tls: Option<&UpstreamTlsConfig>, protocol: UpstreamProtocol) -> Pool
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
+        // The idle budget of one pool before the split, shared by the workers.
+        .pool_max_idle_per_host(256usize.div_ceil(workers::count()))
         .http2_only(protocol == UpstreamProtocol::H2);
     builder.build(TimedConnector::new(
         crate::tls::client::connector(connector, tls, protocol),
