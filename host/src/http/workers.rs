@@ -3,9 +3,8 @@
 //! offers "no steal" runtimes. A client connection is served start to
 //! finish on one worker, with every task it spawns (the upstream
 //! connection it borrows from that worker's pool too), so proxying a
-//! request wakes no other thread and moves no task between caches. On two
-//! shared cores this costs ~9 % less CPU per request than tokio's
-//! work-stealing scheduler (BENCHMARKS.md).
+//! request wakes no other thread and moves no task between caches
+//! (measured against tokio's work-stealing scheduler in BENCHMARKS.md).
 //!
 //! The accept loops, the admin listener, reloads and health checks stay on
 //! the main runtime; only client connections come here.

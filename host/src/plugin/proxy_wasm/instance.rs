@@ -9,6 +9,7 @@
 //! callback that faults leaves the instance unusable (the SDK's state is
 //! mid-borrow), so the pool drops it.
 
+use super::abi::Pairs;
 use super::context::{trailer_map, trailer_pairs, CallResponse, Facts, Stream};
 use super::EntryShared;
 use crate::plugin::bindings::{OutboundRequest, Request, RequestAction, Response, ResponseChanges};
@@ -74,6 +75,29 @@ struct Callbacks {
     delete: Option<TypedFunc<i32, ()>>,
     tick: Option<TypedFunc<i32, ()>>,
     queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+}
+
+/// The half of an HTTP context a phase streams to the filter.
+#[derive(Clone, Copy)]
+enum Side {
+    Request,
+    Response,
+}
+
+impl Side {
+    fn headers(self, stream: &Stream) -> &Pairs {
+        match self {
+            Side::Request => &stream.request_headers,
+            Side::Response => &stream.response_headers,
+        }
+    }
+
+    fn trailers(self, stream: &Stream) -> &Pairs {
+        match self {
+            Side::Request => &stream.request_trailers,
+            Side::Response => &stream.response_trailers,
+        }
+    }
 }
 
 /// A started filter instance.
@@ -293,24 +317,8 @@ impl FilterInstance {
         )
         .await?;
         let body_len = request.body.as_ref().map_or(0, Vec::len);
-        let headers = self.stream_mut().request_headers.len();
-        self.stream_callback(
-            self.callbacks.request_headers.clone(),
-            id,
-            headers,
-            body_len == 0 && !has_trailers,
-        )
-        .await?;
-        if !self.answered() && body_len > 0 {
-            let f = self.callbacks.request_body.clone();
-            self.stream_callback(f, id, body_len, !has_trailers).await?;
-        }
-        if !self.answered() && has_trailers {
-            let f = self.callbacks.request_trailers.clone();
-            let count = self.stream_mut().request_trailers.len();
-            self.trailers_callback(f, id, count).await?;
-            *trailers = trailer_map(&self.stream_mut().request_trailers)?;
-        }
+        self.run_side(Side::Request, id, body_len, has_trailers, trailers)
+            .await?;
         let stream = self.stream_mut();
         if let Some(response) = stream.local_response.take() {
             self.finish(id).await?;
@@ -322,6 +330,46 @@ impl FilterInstance {
             ));
         }
         Ok(RequestAction::Continue(stream.request_changes(request)))
+    }
+
+    /// Streams one side of context `id` to the filter as a proxy would:
+    /// its headers, then its body when there is one, then its trailers when
+    /// there are some, each marked end-of-stream when nothing follows, and
+    /// none after the filter has answered. The filter's trailer edits go
+    /// back into `trailers`.
+    async fn run_side(
+        &mut self,
+        side: Side,
+        id: u32,
+        body_len: usize,
+        has_trailers: bool,
+        trailers: &mut Option<HeaderMap>,
+    ) -> Result<(), PluginFault> {
+        let (on_headers, on_body, on_trailers) = match side {
+            Side::Request => (
+                self.callbacks.request_headers.clone(),
+                self.callbacks.request_body.clone(),
+                self.callbacks.request_trailers.clone(),
+            ),
+            Side::Response => (
+                self.callbacks.response_headers.clone(),
+                self.callbacks.response_body.clone(),
+                self.callbacks.response_trailers.clone(),
+            ),
+        };
+        let headers = side.headers(self.stream_mut()).len();
+        self.stream_callback(on_headers, id, headers, body_len == 0 && !has_trailers)
+            .await?;
+        if !self.answered() && body_len > 0 {
+            self.stream_callback(on_body, id, body_len, !has_trailers)
+                .await?;
+        }
+        if !self.answered() && has_trailers {
+            let count = side.trailers(self.stream_mut()).len();
+            self.trailers_callback(on_trailers, id, count).await?;
+            *trailers = trailer_map(side.trailers(self.stream_mut()))?;
+        }
+        Ok(())
     }
 
     /// The id of the HTTP context left open by the request phase.
@@ -342,24 +390,8 @@ impl FilterInstance {
         self.stream_mut().response_trailers = trailer_pairs(trailers.as_ref());
         let has_trailers = trailers.is_some();
         let body_len = response.body.as_ref().map_or(0, Vec::len);
-        let headers = self.stream_mut().response_headers.len();
-        self.stream_callback(
-            self.callbacks.response_headers.clone(),
-            id,
-            headers,
-            body_len == 0 && !has_trailers,
-        )
-        .await?;
-        if !self.answered() && body_len > 0 {
-            let f = self.callbacks.response_body.clone();
-            self.stream_callback(f, id, body_len, !has_trailers).await?;
-        }
-        if !self.answered() && has_trailers {
-            let f = self.callbacks.response_trailers.clone();
-            let count = self.stream_mut().response_trailers.len();
-            self.trailers_callback(f, id, count).await?;
-            *trailers = trailer_map(&self.stream_mut().response_trailers)?;
-        }
+        self.run_side(Side::Response, id, body_len, has_trailers, trailers)
+            .await?;
         if self.answered() {
             *trailers = None;
         }
