@@ -22,9 +22,20 @@ pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
 /// [`header_list`] for a map the chain then keeps editing in step with the
 /// list: a value that is not UTF-8 is replaced in the map too by the lossy
 /// text the plugins see, so what goes on is exactly what they judged.
-pub fn header_list_in_step(headers: &mut HeaderMap) -> Vec<(String, String)> {
-    let mut list = Vec::with_capacity(headers.len());
+///
+/// With `only` (the names the chain's plugins read), the list holds just
+/// those headers, still in arrival order: no plugin is shown the others, so
+/// converting them would be wasted work.
+pub fn header_list_in_step(
+    headers: &mut HeaderMap,
+    only: Option<&[HeaderName]>,
+) -> Vec<(String, String)> {
+    let capacity = only.map_or(headers.len(), <[HeaderName]>::len);
+    let mut list = Vec::with_capacity(capacity);
     for (name, value) in headers.iter_mut() {
+        if only.is_some_and(|names| !names.contains(name)) {
+            continue;
+        }
         let text = match std::str::from_utf8(value.as_bytes()) {
             Ok(text) => text.to_string(),
             Err(_) => {
@@ -157,10 +168,30 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("x-raw", HeaderValue::from_bytes(b"key\xff").unwrap());
         map.insert("x-text", HeaderValue::from_static("plain"));
-        let list = header_list_in_step(&mut map);
+        let list = header_list_in_step(&mut map, None);
         assert_eq!(list, header_list(&map));
         assert_eq!(map["x-raw"].as_bytes(), "key\u{fffd}".as_bytes());
         assert_eq!(map["x-text"], "plain");
+    }
+
+    #[test]
+    fn a_narrowed_list_keeps_arrival_order_and_converts_only_the_names_asked_for() {
+        let mut map = HeaderMap::new();
+        map.append("x-b", HeaderValue::from_static("1"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        map.append("x-b", HeaderValue::from_static("3"));
+        map.append("x-other", HeaderValue::from_bytes(b"raw\xff").unwrap());
+        let only = [
+            HeaderName::from_static("x-a"),
+            HeaderName::from_static("x-b"),
+        ];
+        let list = header_list_in_step(&mut map, Some(&only));
+        assert_eq!(list, h(&[("x-b", "1"), ("x-b", "3"), ("x-a", "2")]));
+        assert_eq!(
+            map["x-other"].as_bytes(),
+            b"raw\xff",
+            "a header no plugin reads goes on untouched"
+        );
     }
 
     #[test]

@@ -61,6 +61,15 @@ impl EntryPool {
         }
     }
 
+    /// The lower-case names of the headers the plugin reads; `None`: all of
+    /// them (a Proxy-Wasm filter may ask for any header at any time).
+    pub fn header_interest(&self) -> Option<&[String]> {
+        match self {
+            EntryPool::Component(pool) => pool.header_interest(),
+            EntryPool::ProxyWasm(_) => None,
+        }
+    }
+
     /// The request hook: the plugin's changes to `request`, or its answer.
     /// A Proxy-Wasm filter reads and edits the request's `trailers` in
     /// place; WIT components have no trailers.

@@ -11,7 +11,7 @@ use crate::plugin::bounds;
 use crate::plugin::component::bindings::{Request, RequestAction, Response};
 use crate::plugin::entry::StepState;
 use crate::plugin::{EntryPool, PluginFault, RequestContext};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use prometheus::Histogram;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +53,23 @@ enum Phase {
     Response = 1,
 }
 
+/// Every header name some step reads, once; `None` if a step reads all.
+/// A name that is not a valid header name cannot be on a request, so it
+/// is left out.
+fn union_of_interests(steps: &[Step]) -> Option<Vec<HeaderName>> {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for step in steps {
+        for name in step.pool.header_interest()? {
+            if let Ok(name) = HeaderName::try_from(name.as_str()) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    Some(names)
+}
+
 /// A route's ordered plugins plus what the chain as a whole needs.
 pub struct Chain {
     steps: Vec<Step>,
@@ -62,6 +79,9 @@ pub struct Chain {
     pub wants_response: bool,
     /// Some plugin reads the response body: buffer it.
     pub wants_response_body: bool,
+    /// The headers some plugin reads, the union of the steps' interests;
+    /// `None`: some plugin reads them all.
+    header_interest: Option<Vec<HeaderName>>,
 }
 
 /// What each step keeps of one request between its phases (a Proxy-Wasm
@@ -91,6 +111,7 @@ impl Chain {
     pub fn new(steps: Vec<Step>) -> Chain {
         let any = |f: fn(&Step) -> bool| steps.iter().any(f);
         Chain {
+            header_interest: union_of_interests(&steps),
             wants_request_body: any(|s| s.pool.info().wants_request_body),
             wants_response: any(|s| s.pool.info().wants_response),
             wants_response_body: any(|s| {
@@ -103,6 +124,14 @@ impl Chain {
     /// True when no plugin is configured: the proxy can skip all conversion.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// The headers the chain's plugins read (see [`header_list_in_step`]);
+    /// `None`: all of them.
+    ///
+    /// [`header_list_in_step`]: crate::http::convert::header_list_in_step
+    pub fn header_interest(&self) -> Option<&[HeaderName]> {
+        self.header_interest.as_deref()
     }
 
     /// Fresh per-request state for every step.

@@ -336,7 +336,7 @@ impl Proxy<'_> {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             query: parts.uri.query().map(str::to_string),
-            headers: header_list_in_step(&mut parts.headers),
+            headers: header_list_in_step(&mut parts.headers, chain.header_interest()),
             body: buffered,
             client_addr: self.client_addr.to_string(),
             route: self.route.name.to_string(),
@@ -372,11 +372,16 @@ impl Proxy<'_> {
                     stream,
                     trailers: self.plugin_trailers(request_trailers),
                 };
-                let upstream_request =
-                    match rebuild_request(&parts.method, request, rebuilt, self.paths) {
-                        Ok(r) => r,
-                        Err(error) => return error,
-                    };
+                let upstream_request = match rebuild_request(
+                    &parts.method,
+                    &parts.uri,
+                    request,
+                    rebuilt,
+                    self.paths,
+                ) {
+                    Ok(r) => r,
+                    Err(error) => return error,
+                };
                 let upstream_response = match self.forward(upstream_request, upgrade).await {
                     Forwarded::Upstream(r) => r,
                     Forwarded::Answered(response) => return response,
@@ -437,7 +442,7 @@ impl Proxy<'_> {
         };
         let mut response = PluginResponse {
             status: parts.status.as_u16(),
-            headers: header_list_in_step(&mut parts.headers),
+            headers: header_list_in_step(&mut parts.headers, self.route.chain.header_interest()),
             body: buffered,
         };
         let mut headers = parts.headers;
@@ -669,6 +674,7 @@ enum Forwarded {
 /// path a plugin rewrote is canonicalised again under the route's policy.
 fn rebuild_request(
     method: &Method,
+    original: &http::Uri,
     request: PluginRequest,
     rebuilt: Rebuilt,
     paths: PathPolicy,
@@ -678,24 +684,12 @@ fn rebuild_request(
         stream,
         trailers,
     } = rebuilt;
-    let path = paths.canonicalize(&request.path).map_err(|e| {
-        json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "plugin_error",
-            &format!("a plugin produced a path the route refuses: {e}"),
-        )
-    })?;
-    let path_and_query = match &request.query {
-        Some(query) => format!("{path}?{query}"),
-        None => path.into_owned(),
+    let uri = if request.path == original.path() && request.query.as_deref() == original.query() {
+        // No plugin moved the request: its URI was canonicalised on arrival.
+        original.clone()
+    } else {
+        rewritten_uri(&request, paths)?
     };
-    let uri: http::Uri = path_and_query.parse().map_err(|_| {
-        json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "plugin_error",
-            "a plugin produced an invalid path or query",
-        )
-    })?;
     let body = match (request.body, stream) {
         (Some(bytes), _) => {
             headers.remove(header::CONTENT_LENGTH);
@@ -714,6 +708,29 @@ fn rebuild_request(
     *upstream.uri_mut() = uri;
     *upstream.headers_mut() = headers;
     Ok(upstream)
+}
+
+/// The URI of a request whose path or query a plugin rewrote: the path is
+/// canonicalised again under the route's policy.
+fn rewritten_uri(request: &PluginRequest, paths: PathPolicy) -> Result<http::Uri, Response<Body>> {
+    let path = paths.canonicalize(&request.path).map_err(|e| {
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_error",
+            &format!("a plugin produced a path the route refuses: {e}"),
+        )
+    })?;
+    let path_and_query = match &request.query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    };
+    path_and_query.parse().map_err(|_| {
+        json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_error",
+            "a plugin produced an invalid path or query",
+        )
+    })
 }
 
 /// What goes upstream besides the plugin-visible request: the headers as a
