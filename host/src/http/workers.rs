@@ -40,6 +40,43 @@ pub fn current() -> Option<usize> {
     INDEX.with(Cell::get)
 }
 
+/// One `T` per worker plus one for every other thread, each thread using
+/// its own: state a worker touches on every request (upstream connection
+/// pools, warm plugin instances) stays in its own core's caches and is
+/// driven by its own thread.
+pub struct PerWorker<T> {
+    /// Index 0: threads that are no worker; `i + 1`: worker `i`.
+    slots: Box<[T]>,
+}
+
+impl<T> PerWorker<T> {
+    /// One slot per worker and one for other threads, each made by `make`.
+    pub fn new(make: impl FnMut() -> T) -> PerWorker<T> {
+        PerWorker {
+            slots: std::iter::repeat_with(make).take(count() + 1).collect(),
+        }
+    }
+
+    /// This thread's slot.
+    pub fn local(&self) -> &T {
+        let slot = current().map_or(0, |i| i + 1);
+        self.slots.get(slot).unwrap_or(&self.slots[0])
+    }
+
+    /// Every slot, this thread's first, then the others in turn: where to
+    /// look when the local one has nothing to give.
+    pub fn nearest_first(&self) -> impl Iterator<Item = &T> {
+        let n = self.slots.len();
+        let own = current().map_or(0, |i| (i + 1) % n);
+        (own..own + n).map(move |i| &self.slots[i % n])
+    }
+
+    /// How many slots there are (workers + 1).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -149,6 +186,34 @@ mod tests {
             "a tie does not always pick the same worker"
         );
         drop(second);
+    }
+
+    #[test]
+    fn each_thread_uses_its_own_slot_and_looks_at_its_own_first() {
+        let slots = PerWorker::new({
+            let mut next = 0;
+            move || {
+                next += 1;
+                next - 1
+            }
+        });
+        assert_eq!(slots.len(), count() + 1);
+        assert_eq!(*slots.local(), 0, "a thread that is no worker has slot 0");
+        let order: Vec<usize> = slots.nearest_first().copied().collect();
+        assert_eq!(order, (0..=count()).collect::<Vec<_>>());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let slots = Arc::new(slots);
+        let (worker, _load) = Workers::get().assign();
+        let on_worker = slots.clone();
+        worker.spawn(async move {
+            let order: Vec<usize> = on_worker.nearest_first().copied().collect();
+            tx.send((current(), *on_worker.local(), order)).unwrap();
+        });
+        let (index, local, order) = rx.recv().unwrap();
+        let index = index.expect("runs on a worker");
+        assert_eq!(local, index + 1);
+        assert_eq!(order[0], index + 1);
+        assert_eq!(order.len(), count() + 1);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod entry;
 pub mod grants;
 pub mod guard;
 pub mod host;
+pub mod idle;
 pub mod proxy_wasm;
 
 pub use component::bindings;

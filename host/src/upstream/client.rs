@@ -6,7 +6,7 @@
 use super::connect::TimedConnector;
 use crate::config::{UpstreamProtocol, UpstreamTlsConfig};
 use crate::http::body::Body;
-use crate::http::workers;
+use crate::http::workers::{self, PerWorker};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
@@ -23,24 +23,19 @@ type Pool = Client<TimedConnector<HttpsConnector<HttpConnector>>, Body>;
 /// never waits on another worker's thread to write or read for it.
 #[derive(Clone)]
 pub struct HttpClient {
-    /// Index 0: threads that are no worker; `i + 1`: worker `i`.
-    pools: Arc<[Pool]>,
+    pools: Arc<PerWorker<Pool>>,
 }
 
 impl HttpClient {
     fn new(pool: impl Fn() -> Pool) -> HttpClient {
         HttpClient {
-            pools: (0..=workers::count()).map(|_| pool()).collect(),
+            pools: Arc::new(PerWorker::new(pool)),
         }
     }
 
     /// Sends `request` over this thread's pool.
     pub fn request(&self, request: http::Request<Body>) -> ResponseFuture {
-        let slot = workers::current().map_or(0, |i| i + 1);
-        self.pools
-            .get(slot)
-            .unwrap_or(&self.pools[0])
-            .request(request)
+        self.pools.local().request(request)
     }
 }
 

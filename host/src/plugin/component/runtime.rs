@@ -27,6 +27,7 @@ use crate::plugin::entry::EntryPool;
 use crate::plugin::grants::{Capability, Grants};
 use crate::plugin::guard::EntryGuard;
 use crate::plugin::host::HostServices;
+use crate::plugin::idle::IdleInstances;
 use crate::plugin::proxy_wasm::{self, instance::FilterState, module::FilterCode, FilterPool};
 use crate::plugin::{PluginError, PluginFault};
 use std::collections::BTreeSet;
@@ -498,7 +499,7 @@ impl PluginRuntime {
                 wants_response_body: false,
             },
             header_interest: None,
-            idle: Mutex::new(Vec::new()),
+            idle: IdleInstances::new(limits.max_idle_instances),
         };
         let init_failed = |fault: PluginFault| PluginError::Init {
             plugin: pool.compiled.name.to_string(),
@@ -529,7 +530,7 @@ impl PluginRuntime {
                 interest.map(|names| names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
             }
         };
-        lock(&pool.idle).push(first);
+        pool.idle.put(first);
         Ok(pool)
     }
 }
@@ -591,7 +592,7 @@ pub struct PluginPool {
     info: PluginInfo,
     /// Lower-case names of the headers the plugin reads; `None`: all.
     header_interest: Option<Vec<String>>,
-    idle: Mutex<Vec<Instance>>,
+    idle: IdleInstances<Instance>,
 }
 
 impl PluginPool {
@@ -748,9 +749,10 @@ impl PluginPool {
         }
     }
 
+    /// A warm instance, this worker's own if it has one, else another's;
+    /// a fresh one when none is idle.
     async fn checkout(&self) -> Result<Instance, PluginFault> {
-        let idle = lock(&self.idle).pop();
-        match idle {
+        match self.idle.take() {
             Some(instance) => Ok(instance),
             None => self.fresh().await.map(|(instance, _)| instance),
         }
@@ -763,10 +765,7 @@ impl PluginPool {
         result: Result<T, PluginFault>,
     ) -> Result<T, PluginFault> {
         if result.is_ok() {
-            let mut idle = lock(&self.idle);
-            if idle.len() < self.limits.max_idle_instances {
-                idle.push(instance);
-            }
+            self.idle.put(instance);
         }
         result
     }
@@ -798,13 +797,6 @@ impl PluginPool {
         let info = init.map_err(PluginFault::Config)?;
         Ok((Instance { store, plugin }, info))
     }
-}
-
-/// The idle instances; nothing panics while they are locked, and a poisoned
-/// lock is recovered rather than spread.
-fn lock(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>> {
-    idle.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl PluginPool {

@@ -28,6 +28,7 @@ use crate::plugin::bounds;
 use crate::plugin::grants::Grants;
 use crate::plugin::guard::EntryGuard;
 use crate::plugin::host::HostServices;
+use crate::plugin::idle::IdleInstances;
 use crate::plugin::{CompiledPlugin, PluginFault, PluginLimits, RequestContext};
 use context::Facts;
 use instance::{FilterInstance, FilterState};
@@ -105,7 +106,7 @@ pub struct FilterPool {
     pre: InstancePre<FilterState>,
     guard: EntryGuard,
     entry: Arc<EntryShared>,
-    idle: Mutex<Vec<FilterInstance>>,
+    idle: IdleInstances<FilterInstance>,
     _root: root::RootTask,
 }
 
@@ -149,9 +150,13 @@ impl FilterPool {
             content_hash: compiled.content_hash,
         });
         let first = FilterInstance::start(&pre, entry.clone()).await?;
-        let (idle, root_instance) = match first.tick_period() {
-            Some(_) => (Vec::new(), Some(first)),
-            None => (vec![first], None),
+        let idle = IdleInstances::new(limits.max_idle_instances);
+        let root_instance = match first.tick_period() {
+            Some(_) => Some(first),
+            None => {
+                idle.put(first);
+                None
+            }
         };
         let root = root::RootTask::spawn(root_instance, pre.clone(), entry.clone());
         Ok(FilterPool {
@@ -159,7 +164,7 @@ impl FilterPool {
             pre,
             guard,
             entry,
-            idle: Mutex::new(idle),
+            idle,
             _root: root,
         })
     }
@@ -184,25 +189,15 @@ impl FilterPool {
         &FILTER_INFO
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<FilterInstance>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     async fn checkout(&self) -> Result<FilterInstance, PluginFault> {
-        let idle = self.idle().pop();
-        match idle {
+        match self.idle.take() {
             Some(instance) => Ok(instance),
             None => FilterInstance::start(&self.pre, self.entry.clone()).await,
         }
     }
 
     fn checkin(&self, instance: FilterInstance) {
-        let mut idle = self.idle();
-        if idle.len() < self.entry.limits.max_idle_instances {
-            idle.push(instance);
-        }
+        self.idle.put(instance);
     }
 
     /// A filter's result, refused as a WIT plugin's would be when it is
