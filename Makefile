@@ -26,10 +26,14 @@ PROXYWASM_TARGET := wasm32-wasip1
 PROXYWASM_OUT := $(TARGET_DIR)/$(PROXYWASM_TARGET)/plugin
 PROXYWASM := $(notdir $(wildcard tests/proxy-wasm/*))
 
-.PHONY: demo test test-deps plugins proxywasm polyglot wasm-target proxywasm-target lint bench clean-plugins
+.PHONY: dist demo test test-deps plugins proxywasm polyglot wasm-target proxywasm-target lint bench clean-plugins
 
 demo: plugins
 	$(CARGO) run --release -p wasmgate -- demo
+
+# The build to ship, optimised as one unit (links for minutes): target/dist/wasmgate.
+dist: plugins
+	$(CARGO) build --profile dist -p wasmgate
 
 # The benchmark's smoke mode runs too, so the script cannot rot.
 test: test-deps plugins proxywasm polyglot
