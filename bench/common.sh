@@ -31,19 +31,19 @@ build_traefik_plugin() {
 }
 
 # The gateway build measured: `dist` (what ships, see Cargo.toml) unless
-# PROFILE says otherwise (the smoke run takes the `release` build the tests made).
-PROFILE=${PROFILE:-dist}
+# BENCH_PROFILE says otherwise (the smoke run takes the `release` build the tests made).
+BENCH_PROFILE=${BENCH_PROFILE:-dist}
 
 # Builds the plugins (the Traefik one too) and the gateway unless SKIP_BUILD is set.
 build_unless_skipped() {
   if [[ -z "${SKIP_BUILD:-}" ]]; then
     make -s plugins >/dev/null
     build_traefik_plugin
-    cargo build -q --profile "$PROFILE" -p wasmgate
+    cargo build -q --profile "$BENCH_PROFILE" -p wasmgate
   fi
 }
 
-WASMGATE="${CARGO_TARGET_DIR:-target}/$PROFILE/wasmgate"
+WASMGATE="${CARGO_TARGET_DIR:-target}/$BENCH_PROFILE/wasmgate"
 work=$(mktemp -d)
 # Processes to kill on exit; scripts append what they start.
 pids=()

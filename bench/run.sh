@@ -5,7 +5,7 @@
 #   bench/run.sh                  # full run: 3 rounds × 10 s per case
 #   bench/run.sh --smoke          # 1 round × 1 s per case: checks the script works (run by `make test`)
 #   SKIP_BUILD=1 bench/run.sh     # use the binaries and plugins already built
-#   PROFILE=release bench/run.sh  # measure the `release` build instead of `dist` (the shipped one)
+#   BENCH_PROFILE=release bench/run.sh  # measure the `release` build instead of `dist` (the shipped one)
 #   FAST_RELOAD=false bench/run.sh  # reload straight to the optimized build (no Winch tier)
 #   LOG_DIR=/tmp/logs bench/run.sh  # keep the gateway, upstream and nginx logs there
 #   ACCESS_LOG=off bench/run.sh     # no access log in nginx, Traefik nor wasmgate (HAProxy never logs here)
@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10}
-if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1 PROFILE=${PROFILE:-release}; fi
+if [[ "${1:-}" == "--smoke" ]]; then ROUNDS=1 DURATION=1 BENCH_PROFILE=${BENCH_PROFILE:-release}; fi
 THREADS=2 CONNECTIONS=32
 UPSTREAM_PORT=19001 NGINX_PORT=18081 GATEWAY_PORT=18080 BASELINE_PORT=18082 HAPROXY_PORT=18085 TRAEFIK_PORT=18086
 REDIS_PORT=16379 REDIS_GATEWAY_PORTS=(18083 18084)
