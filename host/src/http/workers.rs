@@ -72,7 +72,7 @@ impl<T> PerWorker<T> {
     }
 
     /// How many slots there are (workers + 1).
-    pub fn len(&self) -> usize {
+    pub fn slot_count(&self) -> usize {
         self.slots.len()
     }
 }
@@ -197,7 +197,7 @@ mod tests {
                 next - 1
             }
         });
-        assert_eq!(slots.len(), count() + 1);
+        assert_eq!(slots.slot_count(), count() + 1);
         assert_eq!(*slots.local(), 0, "a thread that is no worker has slot 0");
         let order: Vec<usize> = slots.nearest_first().copied().collect();
         assert_eq!(order, (0..=count()).collect::<Vec<_>>());

@@ -18,7 +18,7 @@ impl<T> IdleInstances<T> {
     /// share rounded up (`0`: none is ever kept).
     pub fn new(budget: usize) -> IdleInstances<T> {
         let lists = PerWorker::new(Mutex::default);
-        let share = budget.div_ceil(lists.len());
+        let share = budget.div_ceil(lists.slot_count());
         IdleInstances { lists, share }
     }
 

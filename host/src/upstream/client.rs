@@ -42,7 +42,7 @@ impl HttpClient {
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
-            .field("pools", &self.pools.len())
+            .field("pools", &self.pools.slot_count())
             .finish()
     }
 }
