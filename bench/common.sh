@@ -57,3 +57,38 @@ to_ms() {
 
 # The median of space-separated numbers.
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# make_bench_token: an RS256 key pair made for this run; sets TOKEN (a JWT
+# the chain's jwt-auth accepts) and pub_pem_json (the public key as a JSON string body).
+make_bench_token() {
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.key" 2>/dev/null
+  openssl pkey -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
+  local b64url='openssl base64 -A | tr "+/" "-_" | tr -d "="'
+  local header claims sig
+  header=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | eval "$b64url")
+  claims=$(printf '{"sub":"bench-user","iss":"bench","aud":"api","exp":%d}' $(( $(date +%s) + 3600 )) | eval "$b64url")
+  sig=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | eval "$b64url")
+  TOKEN="$header.$claims.$sig"
+  pub_pem_json=$(awk 'BEGIN { ORS = "\\n" } { print }' "$work/jwt.pub")
+}
+
+# chain_route NAME: the realistic 4-plugin chain as route NAME on path
+# prefix /NAME, an entry of a gateway config (upstream `echo`); needs make_bench_token first.
+chain_route() {
+  cat <<YAML
+  - name: $1
+    match: { path_prefix: /$1 }
+    upstream: echo
+    plugins:
+      - name: jwt-auth
+        allow: ['outbound:echo']
+        config: { keys: [{ kid: bench, alg: RS256, pem: "$pub_pem_json" }], issuer: bench, audience: api, claims_to_headers: { sub: x-user-id }, claims_to_context: { sub: sub } }
+      - name: rate-limit
+        allow: [kv]
+        config: { rate: 100000000, period: 1s, burst: 100000000, key: { source: route } }
+      - name: transform
+        config: { request: { headers: { set: { x-user: "\${ctx.sub}" } } } }
+      - name: headers
+        config: { request: { add: { x-gateway: wasmgate } }, response: { add: { x-served-by: wasmgate } } }
+YAML
+}

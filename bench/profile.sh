@@ -5,6 +5,7 @@
 #
 #   bench/profile.sh                 # route with the api-key plugin
 #   ROUTE=bare bench/profile.sh      # the plain proxy path
+#   ROUTE=chain bench/profile.sh     # the realistic 4-plugin chain (bench/run.sh's)
 #   OUT=/tmp/prof SECONDS_=10 bench/profile.sh
 #
 # Needs perf (linux-perf); hardware counters are not needed (cpu-clock).
@@ -19,6 +20,7 @@ need perf linux-perf
 build_unless_skipped
 mkdir -p "$OUT" "$work/plugins"
 cp target/plugins/*.wasm "$work/plugins/"
+make_bench_token
 
 cat > "$work/upstream.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:0 }]
@@ -37,6 +39,7 @@ routes:
     match: { path_prefix: /api-key }
     upstream: echo
     plugins: [{ name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }]
+$(chain_route chain)
 YAML
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>/dev/null &
 pids+=($!)
@@ -44,14 +47,14 @@ RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$
 gateway=$!
 pids+=($gateway)
 for _ in $(seq 100); do
-  curl -sf -H 'x-api-key: bench-key-0001' "http://127.0.0.1:$GATEWAY_PORT/$ROUTE" >/dev/null && break
+  curl -sf -H 'x-api-key: bench-key-0001' -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$GATEWAY_PORT/$ROUTE" >/dev/null && break
   sleep 0.1
 done
 url="http://127.0.0.1:$GATEWAY_PORT/$ROUTE"
-wrk -t2 -c32 -d2s -H 'x-api-key: bench-key-0001' "$url" >/dev/null # warm up
+wrk -t2 -c32 -d2s -H 'x-api-key: bench-key-0001' -H "authorization: Bearer $TOKEN" "$url" >/dev/null # warm up
 perf record -e cpu-clock -F ${FREQ:-2000} --call-graph ${CALL_GRAPH:-dwarf,16384} -p "$gateway" -o "$OUT/perf.data" -- sleep "$DURATION" 2>/dev/null &
 recorder=$!
-wrk -t2 -c32 -d"${DURATION}s" -H 'x-api-key: bench-key-0001' "$url" | grep -E "Requests/sec|requests in"
+wrk -t2 -c32 -d"${DURATION}s" -H 'x-api-key: bench-key-0001' -H "authorization: Bearer $TOKEN" "$url" | grep -E "Requests/sec|requests in"
 wait "$recorder"
 perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 >"$OUT/self.txt"
 perf report -i "$OUT/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep '%' | head -60 >"$OUT/children.txt"

@@ -55,15 +55,7 @@ chain_plugins=(jwt-auth rate-limit transform headers)
 have_chain=1
 for p in "${chain_plugins[@]}"; do [[ -f "$work/plugins/$p.wasm" ]] || have_chain=0; done
 
-# An RS256 token signed with a key made for this run.
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.key" 2>/dev/null
-openssl pkey -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-jwt_header=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
-jwt_claims=$(printf '{"sub":"bench-user","iss":"bench","aud":"api","exp":%d}' $(( $(date +%s) + 3600 )) | b64url)
-jwt_sig=$(printf '%s.%s' "$jwt_header" "$jwt_claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | b64url)
-TOKEN="$jwt_header.$jwt_claims.$jwt_sig"
-pub_pem_json=$(awk 'BEGIN { ORS = "\\n" } { print }' "$work/jwt.pub")
+make_bench_token
 
 cat > "$work/gateway.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
@@ -85,20 +77,7 @@ routes:
 YAML
 if [[ $have_chain == 1 ]]; then
 cat >> "$work/gateway.yaml" <<YAML
-  - name: chain
-    match: { path_prefix: /chain }
-    upstream: echo
-    plugins:
-      - name: jwt-auth
-        allow: ['outbound:echo']
-        config: { keys: [{ kid: bench, alg: RS256, pem: "$pub_pem_json" }], issuer: bench, audience: api, claims_to_headers: { sub: x-user-id }, claims_to_context: { sub: sub } }
-      - name: rate-limit
-        allow: [kv]
-        config: { rate: 100000000, period: 1s, burst: 100000000, key: { source: route } }
-      - name: transform
-        config: { request: { headers: { set: { x-user: "\${ctx.sub}" } } } }
-      - name: headers
-        config: { request: { add: { x-gateway: wasmgate } }, response: { add: { x-served-by: wasmgate } } }
+$(chain_route chain)
 YAML
 fi
 
@@ -210,6 +189,7 @@ cases=(upstream nginx gateway-0 gateway-1 gateway-key)
 [[ -n $traefik_pid ]] && cases+=(traefik traefik-key)
 [[ -n "${BASELINE:-}" ]] && cases+=(baseline-0 baseline-1 baseline-key)
 [[ $have_chain == 1 ]] && cases+=(chain chain-reload chain-redis chain-shared)
+[[ $have_chain == 1 && -n "${BASELINE:-}" ]] && cases+=(baseline-chain)
 if [[ -n "${CASES:-}" ]]; then read -ra cases <<<"$CASES"; fi
 if [[ -z $traefik_pid ]]; then
   for i in "${!cases[@]}"; do [[ ${cases[$i]} == traefik* ]] && unset "cases[$i]"; done
@@ -228,6 +208,7 @@ url() {
     baseline-key) echo "http://127.0.0.1:$BASELINE_PORT/key" ;;
     baseline-0) echo "http://127.0.0.1:$BASELINE_PORT/bare" ;;
     baseline-1) echo "http://127.0.0.1:$BASELINE_PORT/trivial" ;;
+    baseline-chain) echo "http://127.0.0.1:$BASELINE_PORT/chain" ;;
     chain | chain-reload) echo "http://127.0.0.1:$GATEWAY_PORT/chain" ;;
     chain-redis) echo "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/chain" ;;
     chain-shared) echo "http://127.0.0.1:${REDIS_GATEWAY_PORTS[0]}/chain http://127.0.0.1:${REDIS_GATEWAY_PORTS[1]}/chain" ;;
@@ -357,7 +338,7 @@ if [[ -n ${med[traefik-key]:-} ]]; then
 fi
 if [[ -n "${BASELINE:-}" ]]; then
   echo "against $BASELINE: req/s gateway-0 / baseline-0 = $(ratio "${med[gateway-0]:-}" "${med[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${med[gateway-1]:-}" "${med[baseline-1]:-}")"
-  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}"), gateway-key / baseline-key = $(ratio "${cpu[gateway-key]:-}" "${cpu[baseline-key]:-}")"
+  echo "against $BASELINE: CPU per request gateway-0 / baseline-0 = $(ratio "${cpu[gateway-0]:-}" "${cpu[baseline-0]:-}"), gateway-1 / baseline-1 = $(ratio "${cpu[gateway-1]:-}" "${cpu[baseline-1]:-}"), gateway-key / baseline-key = $(ratio "${cpu[gateway-key]:-}" "${cpu[baseline-key]:-}"), chain / baseline-chain = $(ratio "${cpu[chain]:-}" "${cpu[baseline-chain]:-}")"
 fi
 if [[ $have_chain == 1 ]]; then
   echo "chain / gateway-0 = $(ratio "${med[chain]:-}" "${med[gateway-0]:-}")"
