@@ -43,7 +43,7 @@ build_unless_skipped() {
   fi
 }
 
-WASMGATE="${CARGO_TARGET_DIR:-target}/$BENCH_PROFILE/wasmgate"
+WASMGATE=${WASMGATE:-"${CARGO_TARGET_DIR:-target}/$BENCH_PROFILE/wasmgate"}
 work=$(mktemp -d)
 # Processes to kill on exit; scripts append what they start.
 pids=()

@@ -10,11 +10,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::sync::watch;
+use std::time::{Duration, Instant};
 
 /// A connection builder enforcing `limits` on HTTP/1.1 and HTTP/2.
 pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -35,29 +34,40 @@ pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Counts the requests in flight on one connection, so an idle connection
 /// can be told from a busy one (a slow upstream is not idleness).
+///
+/// A request only bumps counters and stamps when it ended: nothing is
+/// woken per request. The idle watch ([`InFlight::idle`]) sleeps on one timer
+/// and, when it fires, re-arms it from what the counters say (as nginx's
+/// keep-alive timer does). A watch channel woke the connection's task twice
+/// per request and set a fresh timer each time (BENCHMARKS.md).
 #[derive(Clone)]
-pub struct InFlight(Arc<watch::Sender<Requests>>);
+pub struct InFlight(Arc<Activity>);
 
-/// Requests of one connection: in flight now, and started so far.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Requests {
-    pub in_flight: usize,
-    pub started: u64,
+struct Activity {
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+    /// When the connection was accepted: the origin of `last_end_nanos`.
+    opened: Instant,
+    /// When the last request ended, in nanoseconds since `opened`.
+    last_end_nanos: AtomicU64,
 }
 
 impl Default for InFlight {
     fn default() -> Self {
-        InFlight(Arc::new(watch::Sender::new(Requests::default())))
+        InFlight(Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            opened: Instant::now(),
+            last_end_nanos: AtomicU64::new(0),
+        }))
     }
 }
 
 impl InFlight {
     /// Marks a request as started; it ends when the guard is dropped.
     pub fn start(&self) -> RequestGuard {
-        self.0.send_modify(|r| {
-            r.in_flight += 1;
-            r.started += 1;
-        });
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.0.started.fetch_add(1, Ordering::Relaxed);
         RequestGuard(self.0.clone())
     }
 
@@ -65,28 +75,40 @@ impl InFlight {
     /// `first` (covers clients that send nothing, on HTTP/1.1 and HTTP/2),
     /// or later no request in flight for `idle`.
     pub async fn idle(&self, first: Duration, idle: Duration) {
-        let mut changes = self.0.subscribe();
-        let first_request = changes.wait_for(|r| r.started > 0);
-        if tokio::time::timeout(first, first_request).await.is_err() {
-            return;
-        }
+        let activity = &*self.0;
         loop {
-            if changes.wait_for(|r| r.in_flight == 0).await.is_err() {
+            let now = Instant::now();
+            let (deadline, wake) = if activity.started.load(Ordering::Relaxed) == 0 {
+                // Looks again after `idle` too, for a first request that
+                // came and went: it is idle `idle` after it, not `first`.
+                let deadline = activity.opened + first;
+                (deadline, deadline.min(now + idle))
+            } else if activity.in_flight.load(Ordering::Relaxed) > 0 {
+                (now + idle, now + idle)
+            } else {
+                let last_end = activity.last_end_nanos.load(Ordering::Relaxed);
+                let deadline = activity.opened + Duration::from_nanos(last_end) + idle;
+                (deadline, deadline)
+            };
+            if deadline <= now {
                 return;
             }
-            if tokio::time::timeout(idle, changes.changed()).await.is_err() {
-                return;
-            }
+            tokio::time::sleep_until(wake.into()).await;
         }
     }
 }
 
 /// One request in flight; see [`InFlight::start`].
-pub struct RequestGuard(Arc<watch::Sender<Requests>>);
+pub struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|r| r.in_flight -= 1);
+        let since_open = self.0.opened.elapsed().as_nanos();
+        let since_open = u64::try_from(since_open).unwrap_or(u64::MAX);
+        self.0
+            .last_end_nanos
+            .fetch_max(since_open, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -223,6 +245,38 @@ mod tests {
             .await
             .expect("idle once the request ended")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn requests_keep_a_connection_busy_and_idle_counts_from_the_last_end() {
+        let in_flight = InFlight::default();
+        let idle = Duration::from_millis(200);
+        let watch = {
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move { in_flight.idle(Duration::from_millis(50), idle).await })
+        };
+        // One short request every 50 ms for 600 ms: never `idle` apart.
+        for _ in 0..12 {
+            drop(in_flight.start());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(!watch.is_finished(), "requests keep coming");
+        }
+        let last_end = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), watch)
+            .await
+            .expect("idle once requests stop")
+            .unwrap();
+        assert!(last_end.elapsed() >= idle - Duration::from_millis(60));
+    }
+
+    #[tokio::test]
+    async fn after_a_first_request_idle_counts_not_first() {
+        let in_flight = InFlight::default();
+        drop(in_flight.start());
+        let idle = in_flight.idle(Duration::from_secs(60), Duration::from_millis(50));
+        tokio::time::timeout(Duration::from_secs(5), idle)
+            .await
+            .expect("idle 50 ms after the request, not 60 s after opening");
     }
 
     #[tokio::test]

@@ -78,7 +78,8 @@ pub struct Entry<'a> {
     pub duration: Duration,
     pub client: SocketAddr,
     pub request_id: &'a str,
-    pub trace_id: &'a str,
+    /// Formatted only when the line is written.
+    pub trace_id: u128,
     pub outcome: Outcome,
 }
 
@@ -111,7 +112,7 @@ pub fn record(entry: Entry<'_>) {
         plugin = outcome.plugin.as_deref().unwrap_or(""),
         client = %entry.client,
         request_id = entry.request_id,
-        trace_id = entry.trace_id,
+        trace_id = %format_args!("{:032x}", entry.trace_id),
         "{} {} {}",
         entry.method,
         entry.path,

@@ -47,11 +47,6 @@ impl TraceContext {
         }
     }
 
-    /// The trace id as 32 lowercase hex digits.
-    pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
-    }
-
     /// Records the sampling decision for the trace (the `sampled` flag).
     pub fn set_sampled(&mut self, sampled: bool) {
         self.flags = match sampled {
@@ -121,7 +116,10 @@ mod tests {
     #[test]
     fn continues_a_valid_trace_with_a_new_span() {
         let trace = TraceContext::from_headers(&headers(&[VALID]));
-        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            format!("{:032x}", trace.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(trace.parent_id, Some(0x00f0_67aa_0ba9_02b7));
         assert_ne!(trace.span_id, 0x00f0_67aa_0ba9_02b7);
         let out = trace.header_value();

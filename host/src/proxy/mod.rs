@@ -137,7 +137,7 @@ pub async fn handle(
         duration,
         client,
         request_id: request_id_text,
-        trace_id: &trace.trace_id_hex(),
+        trace_id: trace.trace_id,
         outcome,
     });
     response.headers_mut().insert(REQUEST_ID, request_id);
@@ -532,10 +532,7 @@ impl Proxy<'_> {
             .update(|o| o.upstream = Some(upstream.name.clone()));
         let started = Instant::now();
         let sent = call(self.client, upstream, &self.route.call, request).await;
-        crate::observe::metrics::metrics()
-            .upstream_duration
-            .with_label_values(&[upstream.name.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        upstream.duration.observe(started.elapsed().as_secs_f64());
         match sent {
             Ok(response) => {
                 let mut response = match upgrade {

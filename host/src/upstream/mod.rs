@@ -73,6 +73,9 @@ pub struct Upstream {
     balancer: Balancer,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Its `wasmgate_upstream_duration_seconds` series, looked up once here
+    /// rather than by label on every request.
+    pub duration: prometheus::Histogram,
     health_check: Option<HealthCheckConfig>,
     passive: Option<PassiveHealthConfig>,
     breaker: Option<Breaker>,
@@ -108,6 +111,9 @@ impl Upstream {
             targets,
             timeout: Duration::from_millis(config.timeout_ms),
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            duration: crate::observe::metrics::metrics()
+                .upstream_duration
+                .with_label_values(&[name]),
             health_check: config.health_check.clone(),
             passive: config.passive_health.clone(),
             breaker: config.circuit_breaker.clone().map(Breaker::new),
