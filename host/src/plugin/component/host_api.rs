@@ -30,14 +30,16 @@ impl context::Host for PluginState {
     fn set(&mut self, key: String, value: String) {
         match bounds::check_context_set(&self.context, &key, &value) {
             Ok(()) => {
-                self.context.insert(key, value);
+                self.context_mut().insert(key, value);
             }
             Err(refusal) => refusal.report(&self.plugin),
         }
     }
 
     fn remove(&mut self, key: String) {
-        self.context.remove(&key);
+        if self.context.contains_key(&key) {
+            self.context_mut().remove(&key);
+        }
     }
 }
 

@@ -722,31 +722,24 @@ impl PluginPool {
         f: impl AsyncFnOnce(&Plugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
         check: impl FnOnce(&T) -> Result<(), bounds::Refusal>,
     ) -> Result<T, PluginFault> {
-        let saved = context.clone();
         let Instance { store, plugin } = instance;
-        store.data_mut().context = std::mem::take(context);
         store.data_mut().start_call();
+        store.data_mut().context = std::mem::take(context);
         store.set_epoch_deadline(1);
         let result = f(plugin, store).await;
         let state = store.data_mut();
-        match result {
+        let result = match result {
             Ok(value) => match check(&value) {
-                Ok(()) => {
-                    *context = std::mem::take(&mut state.context);
-                    Ok(value)
-                }
+                Ok(()) => Ok(value),
                 Err(refusal) => {
-                    *context = saved;
                     bounds::count(self.name(), refusal.what, refusal.reason);
                     Err(PluginFault::InvalidOutput(refusal.to_string()))
                 }
             },
-            Err(error) => {
-                *context = saved;
-                let exceeded = state.memory.exceeded;
-                Err(self.fault(error, exceeded))
-            }
-        }
+            Err(error) => Err(self.fault(error, state.memory.exceeded)),
+        };
+        *context = state.take_context(result.is_ok());
+        result
     }
 
     /// A warm instance, this worker's own if it has one, else another's;

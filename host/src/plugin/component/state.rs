@@ -26,6 +26,10 @@ pub struct PluginState {
     pub(crate) route: Arc<str>,
     /// The current request's context, moved in before a call and out after.
     pub(crate) context: RequestContext,
+    /// The context as the current call found it, kept at the call's first
+    /// change (see [`PluginState::context_mut`]): a faulted call's changes
+    /// are undone from it. Most calls change nothing and copy nothing.
+    context_before: Option<RequestContext>,
     pub(crate) services: HostServices,
     /// What the route entry lets this plugin use.
     pub(crate) grants: Arc<Grants>,
@@ -126,6 +130,7 @@ impl PluginState {
             plugin,
             route,
             context: RequestContext::new(),
+            context_before: None,
             services,
             grants,
             clock: CallClock::new(call_timeout),
@@ -137,6 +142,29 @@ impl PluginState {
     pub(crate) fn start_call(&mut self) {
         self.clock.start();
         self.budget = CallBudget::PER_CALL;
+        self.context_before = None;
+    }
+
+    /// The context, to change: the first change of a call keeps a copy of
+    /// what it was, for [`PluginState::take_context`] after a fault.
+    pub(crate) fn context_mut(&mut self) -> &mut RequestContext {
+        if self.context_before.is_none() {
+            self.context_before = Some(self.context.clone());
+        }
+        &mut self.context
+    }
+
+    /// Moves the context out after a call: as the call left it when it
+    /// succeeded (`keep_changes`), else as the call found it.
+    pub(crate) fn take_context(&mut self, keep_changes: bool) -> RequestContext {
+        let before = self.context_before.take();
+        match before {
+            Some(before) if !keep_changes => {
+                self.context.clear();
+                before
+            }
+            _ => std::mem::take(&mut self.context),
+        }
     }
 
     /// The kv key a plugin's `key` is stored under: plugins never see each
@@ -239,5 +267,48 @@ mod tests {
             clock.used() < Duration::from_millis(50),
             "a new call starts afresh"
         );
+    }
+
+    /// What a faulted call set or removed is undone; a call that succeeds
+    /// keeps its changes; a call that changes nothing hands back the context.
+    #[tokio::test]
+    async fn a_faulted_calls_context_changes_are_undone() {
+        use crate::plugin::component::bindings::wasmgate::plugin::context::Host;
+        let services = HostServices {
+            kv: Arc::new(crate::plugin::host::kv::memory::MemoryKv::default()),
+            outbound: Arc::new(crate::plugin::host::outbound::GatewayOutbound {
+                client: crate::upstream::http_client(),
+                upstreams: Default::default(),
+            }),
+            telemetry: crate::plugin::host::telemetry::GatewayTelemetry::process_wide(),
+        };
+        let mut state = PluginState::new(
+            "p".into(),
+            "r".into(),
+            1 << 20,
+            Duration::from_secs(1),
+            services,
+            Default::default(),
+        );
+        let found = RequestContext::from([("sub".to_string(), "alice".to_string())]);
+        let call = |state: &mut PluginState, keep| {
+            state.start_call();
+            state.context = found.clone();
+            state.set("role".into(), "admin".into());
+            state.remove("sub".into());
+            state.take_context(keep)
+        };
+        assert_eq!(
+            call(&mut state, false),
+            found,
+            "a fault undoes both changes"
+        );
+        let kept = call(&mut state, true);
+        assert_eq!(kept.get("role").map(String::as_str), Some("admin"));
+        assert!(!kept.contains_key("sub"));
+        state.start_call();
+        state.context = found.clone();
+        assert_eq!(state.get("sub".into()).as_deref(), Some("alice"));
+        assert_eq!(state.take_context(false), found, "nothing changed");
     }
 }
