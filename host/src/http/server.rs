@@ -14,7 +14,7 @@ use crate::http::strict::framing::{FramingWatch, Watched};
 use crate::http::tunnel::{ConnectionHold, TunnelTerms};
 use crate::http::workers::Workers;
 use crate::observe::metrics::{metrics, ConnectionGauge};
-use crate::proxy::handle;
+use crate::proxy::{handle, Peer};
 use crate::tls::{TlsInfo, TlsListener};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -172,8 +172,10 @@ impl Connection {
         let (framing, verdicts) = FramingWatch::new(limits.max_header_bytes);
         let io = Watched::new(io, framing);
         let requests = std::sync::atomic::AtomicU64::new(0);
+        let peer = Arc::new(Peer::new(client));
         let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
             let shared = shared.clone();
+            let peer = peer.clone();
             let guard = in_flight.start();
             if let Some(tls) = &tls {
                 request.extensions_mut().insert(tls.clone());
@@ -190,7 +192,7 @@ impl Connection {
                 }
             }
             async move {
-                let response = handle(shared, request, client, listener).await;
+                let response = handle(shared, request, &peer, listener).await;
                 Ok::<_, Infallible>(limits::hold_until_sent(response, guard))
             }
         });

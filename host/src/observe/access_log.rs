@@ -76,7 +76,8 @@ pub struct Entry<'a> {
     pub path: &'a str,
     pub status: http::StatusCode,
     pub duration: Duration,
-    pub client: SocketAddr,
+    /// `ip:port`.
+    pub client: &'a str,
     pub request_id: &'a str,
     /// Formatted only when the line is written.
     pub trace_id: u128,

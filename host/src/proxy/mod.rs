@@ -46,6 +46,32 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// The client's address, with the texts every request of its connection
+/// sends upstream and shows plugins, formatted once per connection.
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// `ip:port`, what plugins see as `client-addr`.
+    text: Arc<str>,
+    /// The IP alone, the `X-Forwarded-For` hop this gateway adds.
+    ip: HeaderValue,
+}
+
+impl Peer {
+    /// The IP alone, as text.
+    fn text_ip(&self) -> &str {
+        self.ip.to_str().expect("an IP is ASCII")
+    }
+
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            text: addr.to_string().into(),
+            ip: HeaderValue::try_from(addr.ip().to_string()).expect("an IP is a header value"),
+        }
+    }
+}
+
 /// Serves one client request to completion; never fails (errors become JSON
 /// responses). Every request gets an access-log line, is counted, and is
 /// exported as a span when export is configured. `listener` is the index of
@@ -53,7 +79,7 @@ const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto")
 pub async fn handle(
     shared: Arc<Shared>,
     mut request: Request<Incoming>,
-    client: SocketAddr,
+    client: &Peer,
     listener: usize,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -135,7 +161,7 @@ pub async fn handle(
         path: &path,
         status: response.status(),
         duration,
-        client,
+        client: &client.text,
         request_id: request_id_text,
         trace_id: trace.trace_id,
         outcome,
@@ -255,7 +281,7 @@ struct Proxy<'a> {
     route: &'a Route,
     /// The route's effective path policy; a plugin-rewritten path is held to it.
     paths: PathPolicy,
-    client_addr: SocketAddr,
+    client_addr: &'a Peer,
     request_id: &'a HeaderValue,
     trace: &'a TraceContext,
     /// Who answered and from where, for the access log.
@@ -338,7 +364,7 @@ impl Proxy<'_> {
             query: parts.uri.query().map(str::to_string),
             headers: header_list_in_step(&mut parts.headers, chain.header_interest()),
             body: buffered,
-            client_addr: self.client_addr.to_string(),
+            client_addr: self.client_addr.text.to_string(),
             route: self.route.name.to_string(),
         };
         let mut context = RequestContext::new();
@@ -596,12 +622,14 @@ impl Proxy<'_> {
                 headers.insert(header::HOST, value);
             }
         }
-        let ip = self.client_addr.ip().to_string();
         let forwarded_for = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(previous) => format!("{previous}, {ip}"),
-            None => ip,
+            Some(previous) => {
+                let hops = format!("{previous}, {}", self.client_addr.text_ip());
+                HeaderValue::try_from(hops).ok()
+            }
+            None => Some(self.client_addr.ip.clone()),
         };
-        if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+        if let Some(value) = forwarded_for {
             headers.insert(FORWARDED_FOR, value);
         }
         let proto = if self.tls.is_some() { "https" } else { "http" };
