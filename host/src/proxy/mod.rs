@@ -49,7 +49,6 @@ const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto")
 /// The client's address, with the texts every request of its connection
 /// sends upstream and shows plugins, formatted once per connection.
 pub struct Peer {
-    pub addr: SocketAddr,
     /// `ip:port`, what plugins see as `client-addr`.
     text: Arc<str>,
     /// The IP alone, the `X-Forwarded-For` hop this gateway adds.
@@ -57,18 +56,17 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// The IP alone, as text.
-    fn text_ip(&self) -> &str {
-        self.ip.to_str().expect("an IP is ASCII")
-    }
-
     /// The peer at `addr`.
     pub fn new(addr: SocketAddr) -> Peer {
         Peer {
-            addr,
             text: addr.to_string().into(),
             ip: HeaderValue::try_from(addr.ip().to_string()).expect("an IP is a header value"),
         }
+    }
+
+    /// The IP alone, as text.
+    fn text_ip(&self) -> &str {
+        self.ip.to_str().expect("an IP is ASCII")
     }
 }
 
