@@ -58,16 +58,18 @@ to_ms() {
 # The median of space-separated numbers.
 median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
+# b64url: stdin as unpadded base64url (a JWT segment).
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
 # make_bench_token: an RS256 key pair made for this run; sets TOKEN (a JWT
 # the chain's jwt-auth accepts) and pub_pem_json (the public key as a JSON string body).
 make_bench_token() {
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.key" 2>/dev/null
   openssl pkey -in "$work/jwt.key" -pubout -out "$work/jwt.pub" 2>/dev/null
-  local b64url='openssl base64 -A | tr "+/" "-_" | tr -d "="'
   local header claims sig
-  header=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | eval "$b64url")
-  claims=$(printf '{"sub":"bench-user","iss":"bench","aud":"api","exp":%d}' $(( $(date +%s) + 3600 )) | eval "$b64url")
-  sig=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | eval "$b64url")
+  header=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
+  claims=$(printf '{"sub":"bench-user","iss":"bench","aud":"api","exp":%d}' $(( $(date +%s) + 3600 )) | b64url)
+  sig=$(printf '%s.%s' "$header" "$claims" | openssl dgst -sha256 -sign "$work/jwt.key" -binary | b64url)
   TOKEN="$header.$claims.$sig"
   pub_pem_json=$(awk 'BEGIN { ORS = "\\n" } { print }' "$work/jwt.pub")
 }
