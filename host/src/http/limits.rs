@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -45,7 +45,8 @@ pub struct InFlight(Arc<Activity>);
 
 struct Activity {
     in_flight: AtomicUsize,
-    started: AtomicU64,
+    /// Some request has started on the connection.
+    used: AtomicBool,
     /// When the connection was accepted: the origin of `last_end_nanos`.
     opened: Instant,
     /// When the last request ended, in nanoseconds since `opened`.
@@ -56,7 +57,7 @@ impl Default for InFlight {
     fn default() -> Self {
         InFlight(Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
-            started: AtomicU64::new(0),
+            used: AtomicBool::new(false),
             opened: Instant::now(),
             last_end_nanos: AtomicU64::new(0),
         }))
@@ -67,7 +68,7 @@ impl InFlight {
     /// Marks a request as started; it ends when the guard is dropped.
     pub fn start(&self) -> RequestGuard {
         self.0.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.0.started.fetch_add(1, Ordering::Relaxed);
+        self.0.used.store(true, Ordering::Relaxed);
         RequestGuard(self.0.clone())
     }
 
@@ -78,7 +79,7 @@ impl InFlight {
         let activity = &*self.0;
         loop {
             let now = Instant::now();
-            let (deadline, wake) = if activity.started.load(Ordering::Relaxed) == 0 {
+            let (deadline, wake) = if !activity.used.load(Ordering::Relaxed) {
                 // Looks again after `idle` too, for a first request that
                 // came and went: it is idle `idle` after it, not `first`.
                 let deadline = activity.opened + first;

@@ -157,8 +157,7 @@ impl PluginState {
     /// Moves the context out after a call: as the call left it when it
     /// succeeded (`keep_changes`), else as the call found it.
     pub(crate) fn take_context(&mut self, keep_changes: bool) -> RequestContext {
-        let before = self.context_before.take();
-        match before {
+        match self.context_before.take() {
             Some(before) if !keep_changes => {
                 self.context.clear();
                 before
