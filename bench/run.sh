@@ -12,6 +12,9 @@
 #   CASES="chain chain-reload" bench/run.sh  # only these cases
 #   BASELINE=/tmp/wasmgate-old bench/run.sh  # also run cases 3-4 on another wasmgate binary (e.g.
 #                                            # built from an older commit), interleaved, for ratios
+#   BASELINE=target/dist/wasmgate BASELINE_PLUGINS=/tmp/old-plugins bench/run.sh
+#                                            # the baseline gateway loads these plugin files instead
+#                                            # (e.g. the same plugins built another way)
 #
 # Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy (and HAProxy when installed),
 # (2b) Traefik with no middleware (`traefik`) and with the api-key plugin's twin as its Wasm
@@ -133,7 +136,15 @@ RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$
 gateway_pid=$!
 pids+=($gateway_pid)
 if [[ -n "${BASELINE:-}" ]]; then
-  sed "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$BASELINE_PORT/" "$work/gateway.yaml" >"$work/baseline.yaml"
+  baseline_plugins="$work/plugins"
+  if [[ -n "${BASELINE_PLUGINS:-}" ]]; then
+    baseline_plugins="$work/baseline-plugins"
+    mkdir -p "$baseline_plugins"
+    cp "$work/plugins/"*.wasm "$baseline_plugins/"
+    cp "$BASELINE_PLUGINS/"*.wasm "$baseline_plugins/"
+  fi
+  sed -e "s/127.0.0.1:$GATEWAY_PORT/127.0.0.1:$BASELINE_PORT/" -e "s#dir: $work/plugins,#dir: $baseline_plugins,#" \
+    "$work/gateway.yaml" >"$work/baseline.yaml"
   RUST_LOG=${GATEWAY_LOG:-info} "$BASELINE" run --config "$work/baseline.yaml" 2>"$logs/baseline.log" &
   baseline_pid=$!
   pids+=($baseline_pid)
