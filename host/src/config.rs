@@ -104,6 +104,10 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
+/// The most `plugins.max_instances` may be: each instance reserves ~4 GiB
+/// of address space, and x86-64 user space is 128 TiB.
+pub const MAX_PLUGIN_INSTANCES: u32 = 10_000;
+
 /// Plugin loading and per-call limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -126,6 +130,12 @@ pub struct PluginSettings {
     pub queue_timeout_ms: u64,
     /// When a faulting entry is skipped; an entry may override it.
     pub fault_breaker: FaultBreakerConfig,
+    /// Plugin instances that may exist at once across all route entries
+    /// (warm and in flight); beyond it a request's instantiation fails, not
+    /// the gateway. Each reserves address space up front (~4 GiB of linear
+    /// memory), so a process under an address-space limit (`ulimit -v`,
+    /// valgrind) needs it small. Read at start: a change takes effect on restart.
+    pub max_instances: u32,
 }
 
 impl Default for PluginSettings {
@@ -139,6 +149,7 @@ impl Default for PluginSettings {
             max_concurrent_calls: 64,
             queue_timeout_ms: 50,
             fault_breaker: FaultBreakerConfig::default(),
+            max_instances: crate::plugin::component::runtime::DEFAULT_MAX_INSTANCES,
         }
     }
 }
@@ -650,6 +661,18 @@ impl Config {
                 ),
             ));
         }
+        if !(1..=MAX_PLUGIN_INSTANCES).contains(&plugins.max_instances) {
+            return Err(problem(
+                "plugins",
+                (
+                    "max_instances".into(),
+                    format!(
+                        "plugins.max_instances {} must be between 1 and {MAX_PLUGIN_INSTANCES}",
+                        plugins.max_instances
+                    ),
+                ),
+            ));
+        }
         isolation::check_breaker("plugins.", &plugins.fault_breaker)
             .map_err(|e| problem("plugins", e))?;
         isolation::check_kv(&self.kv).map_err(|e| problem("kv", e))
@@ -996,6 +1019,12 @@ routes:
         let err = parse(&ratio).unwrap_err().to_string();
         assert!(
             err.contains("fault_breaker.failure_ratio 2 must be in [0, 1]"),
+            "{err}"
+        );
+        let none = format!("{GOOD}plugins:\n  max_instances: 0\n");
+        let err = parse(&none).unwrap_err().to_string();
+        assert!(
+            err.contains("plugins.max_instances 0 must be between 1 and 10000"),
             "{err}"
         );
         let zero = format!("{GOOD}plugins:\n  max_concurrent_calls: 0\n");

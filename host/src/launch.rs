@@ -68,14 +68,17 @@ async fn build(config_path: &Path) -> Result<Built, StartError> {
     let upstreams = Arc::new(UpstreamDirectory::default());
     let client = upstream::http_client();
     let kv = gateway_kv(&config)?;
-    let runtime = Arc::new(PluginRuntime::new(HostServices {
-        kv: kv.store(),
-        outbound: Arc::new(GatewayOutbound {
-            client: client.clone(),
-            upstreams: upstreams.clone(),
-        }),
-        telemetry: GatewayTelemetry::process_wide(),
-    })?);
+    let runtime = Arc::new(PluginRuntime::with_max_instances(
+        HostServices {
+            kv: kv.store(),
+            outbound: Arc::new(GatewayOutbound {
+                client: client.clone(),
+                upstreams: upstreams.clone(),
+            }),
+            telemetry: GatewayTelemetry::process_wide(),
+        },
+        config.plugins.max_instances,
+    )?);
     let mut catalog = PluginCatalog::default();
     let gateway = Gateway::build(config.clone(), None, &mut catalog, &runtime).await?;
     Ok(Built {

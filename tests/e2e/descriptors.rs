@@ -1,6 +1,9 @@
-//! The open-file limit: the gateway raises its soft `NOFILE` to the hard
-//! limit and clamps `max_connections` to what the descriptors allow, so a
-//! burst of clients is served instead of meeting `EMFILE` 502s.
+//! Process limits. The open-file limit: the gateway raises its soft
+//! `NOFILE` to the hard limit and clamps `max_connections` to what the
+//! descriptors allow, so a burst of clients is served instead of meeting
+//! `EMFILE` 502s. The address-space limit (`ulimit -v`): the plugin
+//! instance pool reserves its address space at start, so
+//! `plugins.max_instances` sizes it to fit.
 //!
 //! A process has one limit, so the gateway runs in a child process — this
 //! test binary again, started through `prlimit` with the test's own name
@@ -30,8 +33,8 @@ async fn under_a_low_open_file_limit_max_connections_is_clamped_with_a_warning_a
     let upstream = Backend::start("up").await;
     let child = GatewayProcess::spawn(
         "descriptors::under_a_low_open_file_limit_max_connections_is_clamped_with_a_warning_and_all_are_served",
-        "256:256",
-        10_000,
+        "--nofile=256:256",
+        "limits: { max_connections: 10000 }",
         upstream.addr,
     )
     .await;
@@ -63,8 +66,8 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start() {
     let upstream = Backend::start("up").await;
     let child = GatewayProcess::spawn(
         "descriptors::the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start",
-        "256:4096",
-        1_000,
+        "--nofile=256:4096",
+        "limits: { max_connections: 1000 }",
         upstream.addr,
     )
     .await;
@@ -82,7 +85,57 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_limit_at_start() {
     );
 }
 
-/// A gateway in a child process under `prlimit --nofile=<nofile>`.
+/// Address space for the whole test process: a few instance slots fit,
+/// the default thousand (~4 GiB each) do not.
+const ADDRESS_SPACE: &str = "--as=34359738368";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_an_address_space_limit_the_default_instance_pool_fails_at_start_naming_the_setting()
+{
+    if let Ok(dir) = std::env::var(CHILD) {
+        return serve_gateway_as_child(Path::new(&dir)).await;
+    }
+    let upstream = Backend::start("up").await;
+    let Err(log) = GatewayProcess::launch(
+        "descriptors::under_an_address_space_limit_the_default_instance_pool_fails_at_start_naming_the_setting",
+        ADDRESS_SPACE,
+        "",
+        upstream.addr,
+    )
+    .await
+    else {
+        panic!("1000 instance slots do not fit in 32 GiB of address space");
+    };
+    assert!(
+        log.contains("plugins.max_instances 1000")
+            && log.contains("lower it under an address-space limit"),
+        "the start-up error says which setting to change:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_an_address_space_limit_a_small_max_instances_starts_and_serves() {
+    if let Ok(dir) = std::env::var(CHILD) {
+        return serve_gateway_as_child(Path::new(&dir)).await;
+    }
+    let upstream = Backend::start("up").await;
+    let child = GatewayProcess::spawn(
+        "descriptors::under_an_address_space_limit_a_small_max_instances_starts_and_serves",
+        ADDRESS_SPACE,
+        "plugins: { max_instances: 4 }",
+        upstream.addr,
+    )
+    .await;
+    let statuses = burst(child.addr).await;
+    let log = child.stop();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        BURST,
+        "{statuses:?}\n{log}"
+    );
+}
+
+/// A gateway in a child process under `prlimit <limit>`.
 struct GatewayProcess {
     child: Child,
     addr: SocketAddr,
@@ -91,20 +144,37 @@ struct GatewayProcess {
 }
 
 impl GatewayProcess {
+    /// Starts `test` in the child under `limit` (a `prlimit` option), with
+    /// `settings` (top-level YAML) added to a one-route config; panics with
+    /// the child's log if it exits instead of listening.
     async fn spawn(
         test: &str,
-        nofile: &str,
-        max_connections: usize,
+        limit: &str,
+        settings: &str,
         upstream: SocketAddr,
     ) -> GatewayProcess {
+        match GatewayProcess::launch(test, limit, settings, upstream).await {
+            Ok(process) => process,
+            Err(log) => panic!("{log}"),
+        }
+    }
+
+    /// As [`GatewayProcess::spawn`]; a child that exits before listening
+    /// gives its exit status and log as the error.
+    async fn launch(
+        test: &str,
+        limit: &str,
+        settings: &str,
+        upstream: SocketAddr,
+    ) -> Result<GatewayProcess, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
         let config = format!(
-            "listeners:\n  - address: 127.0.0.1:0\nplugins:\n  dir: plugins\nlimits: {{ max_connections: {max_connections} }}\nupstreams:\n  up: {{ targets: ['{upstream}'] }}\nroutes:\n  - name: r\n    upstream: up\n"
+            "listeners:\n  - address: 127.0.0.1:0\n{settings}\nupstreams:\n  up: {{ targets: ['{upstream}'] }}\nroutes:\n  - name: r\n    upstream: up\n"
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
         let mut child = Command::new("prlimit")
-            .arg(format!("--nofile={nofile}"))
+            .arg(limit)
             .arg("--")
             .arg(std::env::current_exe().unwrap())
             .args(["--exact", test, "--nocapture", "--test-threads=1"])
@@ -126,20 +196,20 @@ impl GatewayProcess {
             stderr: Some(stderr),
             _dir: dir,
         };
-        process.addr = process.wait_for_address().await;
-        process
+        process.addr = process.wait_for_address().await?;
+        Ok(process)
     }
 
-    async fn wait_for_address(&mut self) -> SocketAddr {
+    async fn wait_for_address(&mut self) -> Result<SocketAddr, String> {
         let file: PathBuf = self._dir.path().join("addresses");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
-                return text.split(' ').next().unwrap().parse().unwrap();
+                return Ok(text.split(' ').next().unwrap().parse().unwrap());
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 let log = self.stderr.take().unwrap().join().unwrap();
-                panic!("the gateway process exited ({status}):\n{log}");
+                return Err(format!("the gateway process exited ({status}):\n{log}"));
             }
             assert!(
                 Instant::now() < deadline,

@@ -139,6 +139,9 @@ impl Reloader {
                     if config.kv != current.0.kv {
                         tracing::warn!("kv changes take effect on restart");
                     }
+                    if config.plugins.max_instances != current.0.plugins.max_instances {
+                        tracing::warn!("plugins.max_instances changes take effect on restart");
+                    }
                     Arc::new(config)
                 }
                 Err(e) => {

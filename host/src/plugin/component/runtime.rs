@@ -42,8 +42,9 @@ use wasmtime::{
 };
 
 /// Plugin instances that may exist at once across all pools (warm and in
-/// flight); instantiating beyond it fails that request, not the gateway.
-const MAX_INSTANCES: u32 = 1000;
+/// flight) unless `plugins.max_instances` says otherwise; instantiating
+/// beyond it fails that request, not the gateway.
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 
 /// How often the epoch ticks: the longest a plugin runs before it yields
 /// its worker, and the precision of call deadlines.
@@ -181,7 +182,7 @@ impl Toolchain {
     /// An engine compiling with `strategy`; the optimized one pools
     /// instances, the baseline one (whose plugins serve only until their
     /// optimized build lands) allocates on demand.
-    fn new(strategy: Strategy) -> Result<Toolchain, PluginError> {
+    fn new(strategy: Strategy, max_instances: u32) -> Result<Toolchain, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.strategy(strategy);
@@ -190,17 +191,22 @@ impl Toolchain {
             // most per call — async fiber stacks, instead of mapping fresh ones.
             let mut pooling = PoolingAllocationConfig::default();
             pooling
-                .total_component_instances(MAX_INSTANCES)
-                .total_core_instances(MAX_INSTANCES * 4)
-                .total_memories(MAX_INSTANCES)
-                .total_tables(MAX_INSTANCES * 4)
-                .total_stacks(MAX_INSTANCES)
+                .total_component_instances(max_instances)
+                .total_core_instances(max_instances * 4)
+                .total_memories(max_instances)
+                .total_tables(max_instances * 4)
+                .total_stacks(max_instances)
                 .max_memories_per_component(2)
                 .max_tables_per_component(8);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         }
         let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
-        let engine = Engine::new(&config).map_err(engine_error)?;
+        let engine = Engine::new(&config).map_err(|e| {
+            PluginError::Engine(format!(
+                "{e:#} (plugins.max_instances {max_instances} reserves ~{} GiB of address space up front; lower it under an address-space limit such as `ulimit -v`)",
+                u64::from(max_instances) * 4
+            ))
+        })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
@@ -263,10 +269,20 @@ impl CompiledPlugin {
 }
 
 impl PluginRuntime {
-    /// Builds the engines and links the capabilities in `services`.
+    /// Builds the engines and links the capabilities in `services`, with
+    /// room for [`DEFAULT_MAX_INSTANCES`] instances.
     pub fn new(services: HostServices) -> Result<Self, PluginError> {
-        let optimized = Toolchain::new(Strategy::Cranelift)?;
-        let baseline = Toolchain::new(Strategy::Winch)
+        Self::with_max_instances(services, DEFAULT_MAX_INSTANCES)
+    }
+
+    /// As [`PluginRuntime::new`], with room for `max_instances` instances
+    /// (`plugins.max_instances`): each reserves its address space at start.
+    pub fn with_max_instances(
+        services: HostServices,
+        max_instances: u32,
+    ) -> Result<Self, PluginError> {
+        let optimized = Toolchain::new(Strategy::Cranelift, max_instances)?;
+        let baseline = Toolchain::new(Strategy::Winch, max_instances)
             .inspect_err(|e| tracing::warn!("no baseline compiler, reloads compile optimized: {e}"))
             .ok();
         let stop_ticker = Arc::new(AtomicBool::new(false));
