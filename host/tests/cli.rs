@@ -595,3 +595,112 @@ async fn run_writes_a_json_access_log_line_per_request() {
     assert_eq!(fields["trace_id"].as_str().unwrap().len(), 32);
     assert_ne!(fields["trace_id"], trace, "a new trace");
 }
+
+/// Runs `wasmgate run` (text logs, `RUST_LOG=rust_log`) on a one-route
+/// config, sends one request that reaches the upstream and one that matches
+/// no route, stops it with SIGTERM and returns every line it logged.
+async fn run_two_requests(rust_log: &str) -> Vec<String> {
+    use std::io::BufRead;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(wasmgate::devtools::demo::serve_echo(upstream, "u".into()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(
+        &file,
+        format!("listeners: [{{ address: '127.0.0.1:0' }}]\nupstreams:\n  u: {{ targets: ['{upstream_addr}'] }}\nroutes:\n  - name: r\n    match: {{ path_prefix: /items }}\n    upstream: u\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", rust_log)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wasmgate runs");
+    let (sender, logged) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = sender.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let address = loop {
+        let line = logged
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the listening line in time");
+        if let Some((_, address)) = line.split_once("wasmgate listening on http://") {
+            break address.to_string();
+        }
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for (path, status) in [("/items/7?page=2", 200), ("/nowhere", 404)] {
+        let response = client
+            .get(format!("http://{address}{path}").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+    }
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap()
+}
+
+/// The text access line the binary writes (straight into its log buffer,
+/// not through `tracing`'s formatter) has tracing's layout and fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_writes_a_text_access_log_line_per_request() {
+    let lines = run_two_requests("info").await;
+    let access: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" wasmgate::access: "))
+        .collect();
+    assert_eq!(access.len(), 2, "{lines:#?}");
+    let served = access[0];
+    assert!(
+        served.contains("  INFO wasmgate::access: GET /items/7 200 route=\"r\" method=GET path=\"/items/7\" status=200 duration_ms="),
+        "{served}"
+    );
+    assert!(
+        served.contains(" upstream=\"u\" upstream_target=127.0.0.1:")
+            && served.contains(" answered_by=\"upstream\" plugin=\"\" client=127.0.0.1:"),
+        "{served}"
+    );
+    assert!(
+        access[1].contains("GET /nowhere 404 route=\"_unmatched\"")
+            && access[1].contains("upstream_target= answered_by=\"gateway\""),
+        "{}",
+        access[1]
+    );
+    let stamp = &served[..27];
+    assert!(
+        stamp.len() == 27 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{served}"
+    );
+}
+
+/// `RUST_LOG` still turns the access log off when lines skip `tracing`.
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_log_turns_the_access_log_off() {
+    let lines = run_two_requests("info,wasmgate::access=off").await;
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "the rest of the log is there: {lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("wasmgate::access")),
+        "{lines:#?}"
+    );
+}

@@ -5,6 +5,7 @@
 //! route, method, path, status, duration, upstream, who answered and the
 //! trace id.
 
+use crate::observe::access_line::{self, Line, OptionalAddress};
 use crate::observe::metrics::{metrics, status_class, RouteSeries, NO_ROUTE};
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -100,35 +101,44 @@ pub fn record(entry: Entry<'_>) {
         }
     }
     let outcome = &entry.outcome;
-    tracing::info!(
-        target: TARGET,
+    let line = Line {
         route,
-        method = %entry.method,
-        path = entry.path,
-        status = entry.status.as_u16(),
-        duration_ms = entry.duration.as_secs_f64() * 1000.0,
-        upstream = outcome.upstream.as_deref().unwrap_or(""),
-        upstream_target = %OptionalAddress(outcome.upstream_target),
-        answered_by = outcome.answered_by.as_str(),
-        plugin = outcome.plugin.as_deref().unwrap_or(""),
-        client = %entry.client,
-        request_id = entry.request_id,
-        trace_id = %format_args!("{:032x}", entry.trace_id),
-        "{} {} {}",
-        entry.method,
-        entry.path,
-        entry.status.as_u16(),
-    );
+        method: entry.method.as_str(),
+        path: entry.path,
+        status: entry.status.as_u16(),
+        duration_ms: entry.duration.as_secs_f64() * 1000.0,
+        upstream: outcome.upstream.as_deref().unwrap_or(""),
+        upstream_target: outcome.upstream_target,
+        answered_by: outcome.answered_by.as_str(),
+        plugin: outcome.plugin.as_deref().unwrap_or(""),
+        client: entry.client,
+        request_id: entry.request_id,
+        trace_id: entry.trace_id,
+    };
+    if tracing::enabled!(target: TARGET, tracing::Level::INFO) && !access_line::write(&line) {
+        emit(&line);
+    }
 }
 
-/// An address, or nothing, written without allocating.
-struct OptionalAddress(Option<SocketAddr>);
-
-impl std::fmt::Display for OptionalAddress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(address) => address.fmt(f),
-            None => Ok(()),
-        }
-    }
+/// The line as a `tracing` event, for whatever subscriber is installed.
+pub(crate) fn emit(line: &Line<'_>) {
+    tracing::info!(
+        target: TARGET,
+        route = line.route,
+        method = %line.method,
+        path = line.path,
+        status = line.status,
+        duration_ms = line.duration_ms,
+        upstream = line.upstream,
+        upstream_target = %OptionalAddress(line.upstream_target),
+        answered_by = line.answered_by,
+        plugin = line.plugin,
+        client = %line.client,
+        request_id = line.request_id,
+        trace_id = %format_args!("{:032x}", line.trace_id),
+        "{} {} {}",
+        line.method,
+        line.path,
+        line.status,
+    );
 }

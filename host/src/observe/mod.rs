@@ -1,7 +1,8 @@
 //! What operators see of the traffic: [`metrics`] (Prometheus),
-//! [`access_log`] lines (written out by [`log_writer`]), [`tracecontext`] ids and [`span_export`] to an OTLP
+//! [`access_log`] lines (formatted by [`access_line`], written out by [`log_writer`]), [`tracecontext`] ids and [`span_export`] to an OTLP
 //! collector. May use `config`; everything else reports into it.
 
+pub mod access_line;
 pub mod access_log;
 pub mod log_writer;
 pub mod metrics;
