@@ -85,25 +85,35 @@ const MAX_HEADER_MAP: usize = 1 << 12;
 /// Edits that are not valid HTTP are dropped (the chain has refused them
 /// already, see `plugin::bounds`; this is the last line).
 pub fn apply_header_changes_to_map(map: &mut HeaderMap, changes: &HeaderChanges) {
-    for name in changes
-        .remove
-        .iter()
-        .chain(changes.set.iter().map(|(n, _)| n))
-    {
+    for name in &changes.remove {
         if let Ok(name) = HeaderName::try_from(name.as_str()) {
             map.remove(name);
         }
     }
-    for (name, value) in changes.set.iter().chain(&changes.append) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            if map.try_append(name, value).is_err() {
-                tracing::debug!("dropping a header a plugin set: the map is full");
-            }
+    // Each name is parsed once (a name outside the standard set allocates),
+    // and every `set` name is removed before any value is added.
+    let set: Vec<(HeaderName, &str)> = changes.set.iter().filter_map(with_name).collect();
+    for (name, _) in &set {
+        map.remove(name);
+    }
+    for (name, value) in set
+        .into_iter()
+        .chain(changes.append.iter().filter_map(with_name))
+    {
+        let Ok(value) = HeaderValue::try_from(value) else {
+            continue;
+        };
+        if map.try_append(name, value).is_err() {
+            tracing::debug!("dropping a header a plugin set: the map is full");
         }
     }
+}
+
+/// A header edit with its name parsed; `None` if the name is not valid HTTP.
+fn with_name((name, value): &(String, String)) -> Option<(HeaderName, &str)> {
+    HeaderName::try_from(name.as_str())
+        .ok()
+        .map(|name| (name, value.as_str()))
 }
 
 /// Applies a plugin's header edits: remove, then set, then append.
@@ -160,6 +170,22 @@ mod tests {
         let mut list = start;
         apply_header_changes(&mut list, changes);
         assert_eq!(map, header_map(&list));
+        assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn a_name_set_twice_keeps_both_values_and_a_bad_value_still_removes_the_old() {
+        let start = h(&[("x-two", "old"), ("x-bad", "old"), ("keep", "1")]);
+        let changes = HeaderChanges {
+            remove: vec![],
+            set: h(&[("x-two", "1"), ("X-Two", "2"), ("x-bad", "line\nbreak")]),
+            append: vec![],
+        };
+        let mut map = header_map(&start);
+        apply_header_changes_to_map(&mut map, &changes);
+        let values: Vec<_> = map.get_all("x-two").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        assert!(map.get("x-bad").is_none(), "{map:?}");
         assert_eq!(map.len(), 3);
     }
 
