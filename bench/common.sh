@@ -94,3 +94,22 @@ chain_route() {
         config: { request: { add: { x-gateway: wasmgate } }, response: { add: { x-served-by: wasmgate } } }
 YAML
 }
+
+# profiled_routes: the upstream `echo` on UPSTREAM_PORT and the routes
+# profile.sh and instructions.sh drive: bare, api-key and the chain (each on
+# its own path prefix); needs make_bench_token first.
+profiled_routes() {
+  cat <<YAML
+upstreams:
+  echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
+routes:
+  - name: bare
+    match: { path_prefix: /bare }
+    upstream: echo
+  - name: api-key
+    match: { path_prefix: /api-key }
+    upstream: echo
+    plugins: [{ name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }]
+$(chain_route chain)
+YAML
+}

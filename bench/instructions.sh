@@ -35,17 +35,7 @@ listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
 # Few instance slots: valgrind reserves at most ~64 GiB; a long call
 # deadline: under valgrind a call runs ~50x slower.
 plugins: { dir: $work/plugins, max_instances: 8, call_timeout_ms: 10000 }
-upstreams:
-  echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
-routes:
-  - name: bare
-    match: { path_prefix: /bare }
-    upstream: echo
-  - name: api-key
-    match: { path_prefix: /api-key }
-    upstream: echo
-    plugins: [{ name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }]
-$(chain_route chain)
+$(profiled_routes)
 YAML
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>/dev/null &
 pids+=($!)

@@ -29,17 +29,7 @@ YAML
 cat > "$work/gateway.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
 plugins: { dir: $work/plugins }
-upstreams:
-  echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
-routes:
-  - name: bare
-    match: { path_prefix: /bare }
-    upstream: echo
-  - name: api-key
-    match: { path_prefix: /api-key }
-    upstream: echo
-    plugins: [{ name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }]
-$(chain_route chain)
+$(profiled_routes)
 YAML
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>/dev/null &
 pids+=($!)
