@@ -1,9 +1,10 @@
 //! One access-log line and the request metrics per client request.
 //!
-//! Lines go to `tracing` under the target [`TARGET`], so `RUST_LOG` filters
+//! Lines are `tracing` events of the target [`TARGET`], so `RUST_LOG` filters
 //! them and `--log-format json` makes them JSON objects whose `fields` hold
 //! route, method, path, status, duration, upstream, who answered and the
-//! trace id.
+//! trace id. The binary writes the same bytes without `tracing`'s formatter
+//! ([`access_line`]); an embedder's subscriber gets the event.
 
 use crate::observe::access_line::{self, Line, OptionalAddress};
 use crate::observe::metrics::{metrics, status_class, RouteSeries, NO_ROUTE};
