@@ -95,6 +95,15 @@ chain_route() {
 YAML
 }
 
+# write_demo_upstream: $work/upstream.yaml, the config of a demo echo
+# upstream (`wasmgate demo --config`) answering on UPSTREAM_PORT.
+write_demo_upstream() {
+  cat > "$work/upstream.yaml" <<YAML
+listeners: [{ address: 127.0.0.1:0 }]
+upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
+YAML
+}
+
 # profiled_routes: the upstream `echo` on UPSTREAM_PORT and the routes
 # profile.sh and instructions.sh drive: bare, api-key and the chain (each on
 # its own path prefix); needs make_bench_token first.

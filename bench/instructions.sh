@@ -26,10 +26,7 @@ mkdir -p "$work/plugins"
 cp target/plugins/*.wasm "$work/plugins/"
 make_bench_token
 
-cat > "$work/upstream.yaml" <<YAML
-listeners: [{ address: 127.0.0.1:0 }]
-upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
-YAML
+write_demo_upstream
 cat > "$work/gateway.yaml" <<YAML
 listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
 # Few instance slots: valgrind reserves at most ~64 GiB; a long call

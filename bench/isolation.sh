@@ -77,10 +77,7 @@ routes:
     plugins:
       - { name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }
 YAML
-cat > "$work/upstream.yaml" <<YAML
-listeners: [{ address: 127.0.0.1:0 }]
-upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
-YAML
+write_demo_upstream
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>"$work/logs/upstream.log" &
 pids+=($!)
 RUST_LOG=warn,wasmgate::access=off "$WASMGATE" run --config "$work/gateway.yaml" 2>"$work/logs/gateway.log" &

@@ -126,10 +126,7 @@ if [[ $have_chain == 1 ]]; then
 fi
 
 # The upstream: wasmgate's echo server, alone (no routes are served by it).
-cat > "$work/upstream.yaml" <<YAML
-listeners: [{ address: 127.0.0.1:0 }]
-upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
-YAML
+write_demo_upstream
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>"$logs/upstream.log" &
 pids+=($!)
 RUST_LOG=${GATEWAY_LOG:-info} "$WASMGATE" run --config "$work/gateway.yaml" 2>"$logs/gateway.log" &
