@@ -69,13 +69,12 @@ pub(crate) fn write(line: &Line<'_>) -> bool {
     thread_local! {
         static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
     }
-    BUFFER
-        .with_borrow_mut(|buffer| {
-            buffer.clear();
-            format(buffer, line, direct.format, SystemTime::now());
-            direct.writer.clone().write_all(buffer)
-        })
-        .is_ok()
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        format(buffer, line, direct.format, SystemTime::now());
+        direct.writer.append(buffer);
+    });
+    true
 }
 
 /// Appends `line` stamped `now` to `out` in `format`, newline included.

@@ -79,7 +79,9 @@ impl BatchedWriter {
         Ok((BatchedWriter { shared }, guard))
     }
 
-    fn append(&self, bytes: &[u8]) {
+    /// Appends `bytes` (whole lines) to the buffer; what `Write` does,
+    /// without a clone of the writer per line.
+    pub fn append(&self, bytes: &[u8]) {
         let mut state = self.shared.lock();
         while state.buffer.len() >= BUFFER_CAP && !state.closed {
             state = self
