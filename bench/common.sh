@@ -74,25 +74,53 @@ make_bench_token() {
   pub_pem_json=$(awk 'BEGIN { ORS = "\\n" } { print }' "$work/jwt.pub")
 }
 
-# chain_route NAME: the realistic 4-plugin chain as route NAME on path
-# prefix /NAME, an entry of a gateway config (upstream `echo`); needs make_bench_token first.
-chain_route() {
-  cat <<YAML
-  - name: $1
-    match: { path_prefix: /$1 }
-    upstream: echo
-    plugins:
+# CHAIN_PLUGINS: the realistic 4-plugin chain, in order.
+CHAIN_PLUGINS="jwt-auth rate-limit transform headers"
+
+# chain_step PLUGIN: one entry of the chain's plugin list, as the chain
+# configures it; needs make_bench_token first (jwt-auth's key).
+chain_step() {
+  case $1 in
+    jwt-auth) cat <<YAML
       - name: jwt-auth
         allow: ['outbound:echo']
         config: { keys: [{ kid: bench, alg: RS256, pem: "$pub_pem_json" }], issuer: bench, audience: api, claims_to_headers: { sub: x-user-id }, claims_to_context: { sub: sub } }
+YAML
+    ;;
+    rate-limit) cat <<YAML
       - name: rate-limit
         allow: [kv]
         config: { rate: 100000000, period: 1s, burst: 100000000, key: { source: route } }
+YAML
+    ;;
+    transform) cat <<'YAML'
       - name: transform
-        config: { request: { headers: { set: { x-user: "\${ctx.sub}" } } } }
+        config: { request: { headers: { set: { x-user: "${ctx.sub}" } } } }
+YAML
+    ;;
+    headers) cat <<YAML
       - name: headers
         config: { request: { add: { x-gateway: wasmgate } }, response: { add: { x-served-by: wasmgate } } }
 YAML
+    ;;
+    *) echo "no chain step $1" >&2; return 1 ;;
+  esac
+}
+
+# chain_route NAME [PLUGIN...]: route NAME on path prefix /NAME (upstream
+# `echo`) running the chain, or only the given steps of it.
+chain_route() {
+  local name=$1 step
+  shift
+  cat <<YAML
+  - name: $name
+    match: { path_prefix: /$name }
+    upstream: echo
+    plugins:
+YAML
+  local steps=("$@")
+  [[ ${#steps[@]} -gt 0 ]] || read -ra steps <<<"$CHAIN_PLUGINS"
+  for step in "${steps[@]}"; do chain_step "$step"; done
 }
 
 # write_demo_upstream: $work/upstream.yaml, the config of a demo echo
@@ -104,21 +132,30 @@ upstreams: { echo: { targets: [127.0.0.1:$UPSTREAM_PORT] } }
 YAML
 }
 
-# profiled_routes: the upstream `echo` on UPSTREAM_PORT and the routes
-# profile.sh and instructions.sh drive: bare, api-key and the chain (each on
-# its own path prefix); needs make_bench_token first.
-profiled_routes() {
-  cat <<YAML
-upstreams:
-  echo: { targets: [127.0.0.1:$UPSTREAM_PORT] }
-routes:
-  - name: bare
-    match: { path_prefix: /bare }
-    upstream: echo
+# route_entry NAME: one of the routes profile.sh and instructions.sh drive
+# (upstream `echo`, path prefix /NAME): `bare` (no plugins), `api-key`,
+# `chain`, or `only-PLUGIN` for one step of the chain alone.
+route_entry() {
+  case $1 in
+    bare) printf '  - name: bare\n    match: { path_prefix: /bare }\n    upstream: echo\n' ;;
+    api-key) cat <<YAML
   - name: api-key
     match: { path_prefix: /api-key }
     upstream: echo
     plugins: [{ name: api-key, config: { keys: [{ key: bench-key-0001, consumer: bench }] } }]
-$(chain_route chain)
 YAML
+    ;;
+    chain) chain_route chain ;;
+    only-*) chain_route "$1" "${1#only-}" ;;
+    *) echo "no route $1" >&2; return 1 ;;
+  esac
+}
+
+# profiled_routes [NAME...]: the upstream `echo` on UPSTREAM_PORT and the
+# named routes (default: bare, api-key and the chain); needs make_bench_token first.
+profiled_routes() {
+  printf 'upstreams:\n  echo: { targets: [127.0.0.1:%s] }\nroutes:\n' "$UPSTREAM_PORT"
+  local route routes=("$@")
+  [[ ${#routes[@]} -gt 0 ]] || routes=(bare api-key chain)
+  for route in "${routes[@]}"; do route_entry "$route"; done
 }
