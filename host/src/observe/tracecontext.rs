@@ -56,12 +56,22 @@ impl TraceContext {
     }
 
     /// The `traceparent` the upstream gets: this trace, the gateway's span.
+    /// Written into a fixed buffer: it goes out on every proxied request,
+    /// and `format!`'s padded hex cost ~2k instructions, 3 % of the plain route.
     pub fn header_value(&self) -> HeaderValue {
-        HeaderValue::try_from(format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        ))
-        .expect("hex is a valid header value")
+        let mut text = *b"00-________________________________-________________-__";
+        put_hex(&mut text[3..35], self.trace_id);
+        put_hex(&mut text[36..52], u128::from(self.span_id));
+        put_hex(&mut text[53..55], u128::from(self.flags));
+        HeaderValue::from_bytes(&text).expect("hex is a valid header value")
+    }
+}
+
+/// Writes the low `out.len()` nibbles of `value` into `out` as lowercase
+/// hex, most significant first (`{:0N$x}` with N = `out.len()`).
+fn put_hex(out: &mut [u8], value: u128) {
+    for (i, digit) in out.iter_mut().rev().enumerate() {
+        *digit = b"0123456789abcdef"[(value >> (4 * i)) as usize & 0xf];
     }
 }
 
@@ -111,6 +121,27 @@ mod tests {
             headers.append(TRACEPARENT, v.parse().unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn the_header_spells_every_field_as_padded_lowercase_hex() {
+        for (trace_id, span_id, flags) in [
+            (0, 1, 0),
+            (1, 0x00f0_67aa_0ba9_02b7, 1),
+            (u128::MAX, u64::MAX, u8::MAX),
+            (0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, 0xa, 0x10),
+        ] {
+            let trace = TraceContext {
+                trace_id,
+                parent_id: None,
+                span_id,
+                flags,
+            };
+            assert_eq!(
+                trace.header_value().to_str().unwrap(),
+                format!("00-{trace_id:032x}-{span_id:016x}-{flags:02x}")
+            );
+        }
     }
 
     #[test]

@@ -361,7 +361,7 @@ fn check_header_count(what: &'static str, count: usize, bytes: usize) -> Result<
 }
 
 fn check_header(what: &'static str, name: &str, value: Option<&str>) -> Result<(), Refusal> {
-    if http::HeaderName::try_from(name).is_err() {
+    if !is_header_name(name.as_bytes()) {
         return Err(Refusal::new(
             what,
             "invalid_header",
@@ -369,7 +369,7 @@ fn check_header(what: &'static str, name: &str, value: Option<&str>) -> Result<(
         ));
     }
     if let Some(value) = value {
-        if http::HeaderValue::try_from(value).is_err() {
+        if !is_header_value(value.as_bytes()) {
             return Err(Refusal::new(
                 what,
                 "invalid_header",
@@ -378,6 +378,23 @@ fn check_header(what: &'static str, name: &str, value: Option<&str>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Whether `http` accepts `name` as a header name: 1 to 65 535 bytes of
+/// RFC 9110 token characters (any case). Checked here without building a
+/// `HeaderName`, which would allocate a copy of every name outside the
+/// standard set only to drop it: the edit is parsed once, when applied.
+fn is_header_name(name: &[u8]) -> bool {
+    (1..=usize::from(u16::MAX)).contains(&name.len())
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+}
+
+/// Whether `http` accepts `value` as a header value (no control character
+/// but tab, no DEL), without building a `HeaderValue` (see [`is_header_name`]).
+fn is_header_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
 }
 
 /// At most 64 bytes of `text`, for messages about it.
@@ -586,6 +603,43 @@ mod tests {
 
     fn reason(result: Result<(), Refusal>) -> &'static str {
         result.map(|()| "ok").unwrap_or_else(|r| r.reason)
+    }
+
+    #[test]
+    fn header_names_and_values_are_judged_as_http_parses_them() {
+        for byte in 0..=u8::MAX {
+            for name in [vec![byte], vec![b'x', byte], vec![byte, b'-', b'A']] {
+                assert_eq!(
+                    is_header_name(&name),
+                    http::HeaderName::from_bytes(&name).is_ok(),
+                    "name {name:?}"
+                );
+            }
+            for value in [vec![byte], vec![b'v', byte, b' ']] {
+                assert_eq!(
+                    is_header_value(&value),
+                    http::HeaderValue::from_bytes(&value).is_ok(),
+                    "value {value:?}"
+                );
+            }
+        }
+        for len in [
+            0,
+            1,
+            64,
+            65,
+            usize::from(u16::MAX),
+            usize::from(u16::MAX) + 1,
+        ] {
+            let name = vec![b'a'; len];
+            assert_eq!(
+                is_header_name(&name),
+                http::HeaderName::from_bytes(&name).is_ok(),
+                "a name of {len} bytes"
+            );
+        }
+        assert!(is_header_value(b""));
+        assert!(http::HeaderValue::from_bytes(b"").is_ok());
     }
 
     #[test]
