@@ -10,7 +10,9 @@
 #   ROUTES="bare api-key" N=1000 bench/instructions.sh
 #   ROUTES="only-jwt-auth only-rate-limit" bench/instructions.sh   # one chain step alone
 #   BASELINE=/tmp/wasmgate-before bench/instructions.sh   # both builds, same routes
-#   TOP=1 bench/instructions.sh                  # and each route's top functions
+#   BASELINE=target/dist/wasmgate BASELINE_PLUGINS=/tmp/old-plugins bench/instructions.sh
+#                                               # the baseline loads these plugin files instead
+#   TOP=1 bench/instructions.sh                  # and each route's costliest call paths (inclusive)
 #   KEEP=/tmp/cg bench/instructions.sh           # keep the dumps (callgrind_annotate, kcachegrind)
 #
 # One client, one keep-alive connection, N requests per route after a
@@ -32,13 +34,22 @@ write_demo_upstream
 # entry holds an instance slot, and valgrind has room for few.
 configured=(bare)
 for route in "${routes[@]}"; do [[ $route == bare ]] || configured+=("$route"); done
-cat > "$work/gateway.yaml" <<YAML
+# gateway_config PLUGIN_DIR: the gateway's config, loading plugins from PLUGIN_DIR.
+gateway_config() {
+  cat <<YAML
 listeners: [{ address: 127.0.0.1:$GATEWAY_PORT }]
 # Few instance slots: valgrind reserves at most ~64 GiB; a long call
 # deadline: under valgrind a call runs ~50x slower.
-plugins: { dir: $work/plugins, max_instances: 8, call_timeout_ms: 10000 }
+plugins: { dir: $1, max_instances: 8, call_timeout_ms: 10000 }
 $(profiled_routes "${configured[@]}")
 YAML
+}
+gateway_config "$work/plugins" > "$work/head.yaml"
+if [[ -n "${BASELINE:-}" ]]; then
+  mkdir -p "$work/baseline-plugins"
+  cp "${BASELINE_PLUGINS:-target/plugins}/"*.wasm "$work/baseline-plugins/"
+  gateway_config "$work/baseline-plugins" > "$work/baseline.yaml"
+fi
 RUST_LOG=warn "$WASMGATE" demo --config "$work/upstream.yaml" 2>/dev/null &
 pids+=($!)
 
@@ -63,7 +74,7 @@ PY
 count() {
   local binary=$1 label=$2 out="$work/callgrind-$2"
   RUST_LOG=${GATEWAY_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
-    "$binary" run --config "$work/gateway.yaml" 2>"$work/$label.log" >/dev/null &
+    "$binary" run --config "$work/$label.yaml" 2>"$work/$label.log" >/dev/null &
   local pid=$!
   pids+=($pid)
   for _ in $(seq 600); do
@@ -81,7 +92,7 @@ count() {
     total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
     printf '%-10s %-8s %10.0f instructions per request\n' "$label" "$route" "$(awk -v t="$total" -v n="$N" 'BEGIN { print t / n }')"
     if [[ -n "${TOP:-}" ]]; then
-      callgrind_annotate "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -25 | sed 's/^/    /'
+      callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -40 | sed 's/^/    /'
     fi
     if [[ -n "${KEEP:-}" ]]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/$label-$route.callgrind"; fi
   done

@@ -29,10 +29,17 @@ use wasmgate_plugin_sdk::LogLevel;
 /// Compare-and-swap attempts before a request gives up on a contended bucket.
 const MAX_ATTEMPTS: usize = 100;
 
-/// Context keys carrying the numbers from `on_request` to `on_response`.
-const CTX_LIMIT: &str = "rate-limit.limit";
-const CTX_REMAINING: &str = "rate-limit.remaining";
-const CTX_RESET: &str = "rate-limit.reset";
+/// The context key carrying the numbers from `on_request` to
+/// `on_response`: `limit remaining reset`, one key rather than three, as
+/// each context access is a host call.
+const CTX_NUMBERS: &str = "rate-limit";
+
+/// The response headers, in the order of the numbers under [`CTX_NUMBERS`].
+const HEADERS: [&str; 3] = [
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
 
 /// The plugin: validated limits and what a bucket is per.
 pub struct RateLimit {
@@ -50,19 +57,20 @@ impl RateLimit {
             period_ms,
             burst,
         } = self.limits;
-        let scope = format!("{}|{rate}/{period_ms}ms/{burst}", request.route);
-        let ip = || format!("ip:{}", client_ip(&request.client_addr));
-        let who = match &self.key {
+        let key = |who: std::fmt::Arguments| {
+            format!("{}|{rate}/{period_ms}ms/{burst}|{who}", request.route)
+        };
+        let ip = || key(format_args!("ip:{}", client_ip(&request.client_addr)));
+        match &self.key {
             KeySource::Ip => ip(),
-            KeySource::Route => "route".to_string(),
+            KeySource::Route => key(format_args!("route")),
             KeySource::Header { name } => request
                 .header(name)
-                .map_or_else(ip, |v| format!("header:{v}")),
+                .map_or_else(ip, |v| key(format_args!("header:{v}"))),
             KeySource::Context { name } => {
-                context::get(name).map_or_else(ip, |v| format!("context:{v}"))
+                context::get(name).map_or_else(ip, |v| key(format_args!("context:{v}")))
             }
-        };
-        format!("{scope}|{who}")
+        }
     }
 
     /// Takes a token from the shared bucket: read, compute, compare-and-swap,
@@ -120,36 +128,35 @@ impl RateLimit {
         let response = Response::error(429, "rate_limited", "rate limit exceeded")
             .with_header("retry-after", &decision.retry_after_secs.to_string());
         RequestAction::Respond(
-            self.headers(decision)
+            HEADERS
                 .into_iter()
+                .zip(self.numbers(decision))
                 .fold(response, |response, (name, value)| {
-                    response.with_header(name, &value)
+                    response.with_header(name, &value.to_string())
                 }),
         )
     }
 
-    fn headers(&self, decision: &Decision) -> [(&'static str, String); 3] {
-        [
-            ("x-ratelimit-limit", self.limits.burst.to_string()),
-            ("x-ratelimit-remaining", decision.remaining.to_string()),
-            ("x-ratelimit-reset", decision.reset_secs.to_string()),
-        ]
+    /// The limit, the tokens left and the seconds until the bucket is full.
+    fn numbers(&self, decision: &Decision) -> [u64; 3] {
+        [self.limits.burst, decision.remaining, decision.reset_secs]
     }
 
     /// Leaves the numbers for the response hook. With several rate-limit
     /// entries on a route, the one with the fewest tokens left wins.
     fn record(&self, decision: &Decision) {
-        let previous = context::get(CTX_REMAINING).and_then(|v| v.parse::<u64>().ok());
+        let previous = context::get(CTX_NUMBERS).and_then(|v| remaining_in(&v));
         if previous.is_some_and(|p| p <= decision.remaining) {
             return;
         }
-        for (key, (_, value)) in [CTX_LIMIT, CTX_REMAINING, CTX_RESET]
-            .into_iter()
-            .zip(self.headers(decision))
-        {
-            context::set(key, &value);
-        }
+        let [limit, remaining, reset] = self.numbers(decision);
+        context::set(CTX_NUMBERS, &format!("{limit} {remaining} {reset}"));
     }
+}
+
+/// The tokens left in a [`CTX_NUMBERS`] value.
+fn remaining_in(numbers: &str) -> Option<u64> {
+    numbers.split(' ').nth(1)?.parse().ok()
 }
 
 impl Plugin for RateLimit {
@@ -195,16 +202,13 @@ impl Plugin for RateLimit {
     }
 
     fn on_response(&self, _response: &Response) -> ResponseChanges {
-        [
-            ("x-ratelimit-limit", CTX_LIMIT),
-            ("x-ratelimit-remaining", CTX_REMAINING),
-            ("x-ratelimit-reset", CTX_RESET),
-        ]
-        .into_iter()
-        .filter_map(|(header, key)| Some((header, context::get(key)?)))
-        .fold(ResponseChanges::new(), |changes, (header, value)| {
-            changes.set_header(header, &value)
-        })
+        let numbers = context::get(CTX_NUMBERS).unwrap_or_default();
+        HEADERS
+            .into_iter()
+            .zip(numbers.split(' ').filter(|n| !n.is_empty()))
+            .fold(ResponseChanges::new(), |changes, (header, value)| {
+                changes.set_header(header, value)
+            })
     }
 }
 

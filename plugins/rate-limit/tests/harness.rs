@@ -41,9 +41,9 @@ fn burst_passes_then_429_json_with_retry_after() {
     for _ in 0..3 {
         let mut ctx = RequestContext::new();
         send(&plugin, from("10.0.0.1:5000"), &mut ctx).expect("within the burst");
-        remaining.push(ctx["rate-limit.remaining"].clone());
+        remaining.push(ctx["rate-limit"].clone());
     }
-    assert_eq!(remaining, ["2", "1", "0"]);
+    assert_eq!(remaining, ["3 2 3600", "3 1 7200", "3 0 10800"]);
     let resp = send(&plugin, from("10.0.0.1:5001"), &mut RequestContext::new()).unwrap_err();
     assert_eq!(resp.status, 429);
     assert_eq!(
@@ -162,10 +162,9 @@ fn route_keys_share_one_bucket_across_clients() {
 fn the_entry_with_fewest_tokens_left_sets_the_headers() {
     let plugin = load(json!({"rate": 100, "period": "1h"}));
     let mut ctx = RequestContext::new();
-    ctx.insert("rate-limit.remaining".into(), "3".into());
+    ctx.insert("rate-limit".into(), "5 3 60".into());
     send(&plugin, from("10.0.0.1:1"), &mut ctx).unwrap();
-    assert_eq!(ctx["rate-limit.remaining"], "3");
-    assert_eq!(ctx.get("rate-limit.limit"), None);
+    assert_eq!(ctx["rate-limit"], "5 3 60");
 }
 
 #[test]
