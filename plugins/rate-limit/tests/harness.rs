@@ -168,6 +168,15 @@ fn the_entry_with_fewest_tokens_left_sets_the_headers() {
 }
 
 #[test]
+fn an_entry_with_fewer_tokens_left_takes_the_headers_over() {
+    let plugin = load(json!({"rate": 2, "period": "1h"}));
+    let mut ctx = RequestContext::new();
+    ctx.insert("rate-limit".into(), "100 50 60".into());
+    send(&plugin, from("10.0.0.1:1"), &mut ctx).unwrap();
+    assert_eq!(ctx["rate-limit"], "2 1 1800");
+}
+
+#[test]
 fn bad_configs_are_refused_with_the_field() {
     let cases = [
         (json!({"rate": 0}), "rate: must be between 1"),
