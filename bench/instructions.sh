@@ -33,7 +33,10 @@ write_demo_upstream
 # Only the measured routes (and `bare`, the readiness probe): each route
 # entry holds an instance slot, and valgrind has room for few.
 configured=(bare)
-for route in "${routes[@]}"; do [[ $route == bare ]] || configured+=("$route"); done
+for route in "${routes[@]}"; do
+  route_entry "$route" >/dev/null || exit 1
+  [[ $route == bare ]] || configured+=("$route")
+done
 # gateway_config PLUGIN_DIR: the gateway's config, loading plugins from PLUGIN_DIR.
 gateway_config() {
   cat <<YAML
