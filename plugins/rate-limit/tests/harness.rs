@@ -160,20 +160,18 @@ fn route_keys_share_one_bucket_across_clients() {
 
 #[test]
 fn the_entry_with_fewest_tokens_left_sets_the_headers() {
-    let plugin = load(json!({"rate": 100, "period": "1h"}));
-    let mut ctx = RequestContext::new();
-    ctx.insert("rate-limit".into(), "5 3 60".into());
-    send(&plugin, from("10.0.0.1:1"), &mut ctx).unwrap();
-    assert_eq!(ctx["rate-limit"], "5 3 60");
-}
-
-#[test]
-fn an_entry_with_fewer_tokens_left_takes_the_headers_over() {
-    let plugin = load(json!({"rate": 2, "period": "1h"}));
-    let mut ctx = RequestContext::new();
-    ctx.insert("rate-limit".into(), "100 50 60".into());
-    send(&plugin, from("10.0.0.1:1"), &mut ctx).unwrap();
-    assert_eq!(ctx["rate-limit"], "2 1 1800");
+    // (this entry's config, what an earlier entry left, what the response hook gets)
+    let cases = [
+        (json!({"rate": 100, "period": "1h"}), "5 3 60", "5 3 60"),
+        (json!({"rate": 2, "period": "1h"}), "100 50 60", "2 1 1800"),
+    ];
+    for (config, earlier, expected) in cases {
+        let plugin = load(config);
+        let mut ctx = RequestContext::new();
+        ctx.insert("rate-limit".into(), earlier.into());
+        send(&plugin, from("10.0.0.1:1"), &mut ctx).unwrap();
+        assert_eq!(ctx["rate-limit"], expected, "after {earlier}");
+    }
 }
 
 #[test]
