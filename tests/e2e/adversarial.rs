@@ -42,8 +42,9 @@ impl Nginx {
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        // One process: killing it on drop leaves no orphaned workers behind.
         let child = Command::new(nginx_binary())
-            .args(["-g", "daemon off;", "-p"])
+            .args(["-g", "daemon off; master_process off;", "-p"])
             .arg(dir.path())
             .arg("-c")
             .arg(&conf_path)
