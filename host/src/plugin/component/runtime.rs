@@ -192,9 +192,9 @@ impl Toolchain {
             let mut pooling = PoolingAllocationConfig::default();
             pooling
                 .total_component_instances(max_instances)
-                .total_core_instances(max_instances * 4)
+                .total_core_instances(max_instances.saturating_mul(4))
                 .total_memories(max_instances)
-                .total_tables(max_instances * 4)
+                .total_tables(max_instances.saturating_mul(4))
                 .total_stacks(max_instances)
                 .max_memories_per_component(2)
                 .max_tables_per_component(8);
