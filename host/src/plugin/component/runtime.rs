@@ -70,7 +70,7 @@ pub struct PluginLimits {
 /// tick already, yield the worker; go on at the next tick. A short call that
 /// merely spans a tick boundary goes on without yielding.
 fn deadline_reached(
-    store: wasmtime::StoreContextMut<'_, PluginState>,
+    store: wasmtime::StoreHookState<'_, PluginState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     Ok(deadline_update(&store.data().clock))
 }

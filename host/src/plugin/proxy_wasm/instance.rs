@@ -110,7 +110,7 @@ pub struct FilterInstance {
 /// Stops a running callback when its time is spent, and yields the worker
 /// at each tick of a long one, exactly as for components.
 fn deadline_reached(
-    store: wasmtime::StoreContextMut<'_, FilterState>,
+    store: wasmtime::StoreHookState<'_, FilterState>,
 ) -> wasmtime::Result<wasmtime::UpdateDeadline> {
     Ok(deadline_update(&store.data().clock))
 }
