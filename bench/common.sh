@@ -47,7 +47,21 @@ WASMGATE=${WASMGATE:-"${CARGO_TARGET_DIR:-target}/$BENCH_PROFILE/wasmgate"}
 work=$(mktemp -d)
 # Processes to kill on exit; scripts append what they start.
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# cleanup: stops every started process and only then removes the work
+# directory: Traefik logs the deletion of its watched route file and nginx
+# writes on its way out, so removing files under a live process races it
+# ("Directory not empty"). A process still there after 10 s is killed.
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do [[ -z $p ]] || kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    [[ -n $p ]] || continue
+    wait "$p" 2>/dev/null || true # a child: reaped here; a daemon (nginx): returns at once
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # wrk prints 1.23ms / 456.00us / 1.20s; prints milliseconds.
