@@ -26,7 +26,7 @@ PROXYWASM_TARGET := wasm32-wasip1
 PROXYWASM_OUT := $(TARGET_DIR)/$(PROXYWASM_TARGET)/plugin
 PROXYWASM := $(notdir $(wildcard tests/proxy-wasm/*))
 
-.PHONY: dist demo test test-deps plugins proxywasm polyglot wasm-target proxywasm-target lint bench clean-plugins
+.PHONY: dist demo test test-deps plugins proxywasm polyglot toolchain wasm-target proxywasm-target lint bench clean-plugins
 
 demo: plugins
 	$(CARGO) run --release -p wasmgate -- demo
@@ -45,10 +45,15 @@ test: test-deps plugins proxywasm polyglot
 test-deps:
 	scripts/test-deps.sh
 
-wasm-target:
+# The toolchain rust-toolchain.toml pins, installed if missing (also where
+# RUSTUP_AUTO_INSTALL=0 stops rustup doing it on first use).
+toolchain:
+	@rustup toolchain install
+
+wasm-target: toolchain
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-proxywasm-target:
+proxywasm-target: toolchain
 	@rustup target list --installed | grep -qx $(PROXYWASM_TARGET) || rustup target add $(PROXYWASM_TARGET)
 
 # Each file is copied then renamed into place, so the gateway's watcher never
