@@ -86,10 +86,13 @@ fn is_plain_host(host: &[u8]) -> bool {
     };
     host.len() <= 255
         && !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && name.iter().copied().all(is_name_byte)
         && port.is_none_or(|p| (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
+}
+
+/// A byte of a plain (not bracketed) host name: letter, digit, `-`, `.`, `_`.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
 }
 
 /// The full check: `host` parses as an `http` authority that is exactly
@@ -104,9 +107,7 @@ fn parsed_host_is_valid(host: &[u8]) -> Result<(), HeadError> {
         return Err(HeadError::BadHost);
     }
     let name = authority.host();
-    let plain = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let plain = name.bytes().all(is_name_byte);
     let bracketed_ip = name.starts_with('[') && name.ends_with(']');
     let port = &text[name.len()..];
     let port_ok =
