@@ -39,4 +39,5 @@ mod support;
 mod tls;
 mod trailers;
 mod transform;
+mod upstream_pool;
 mod websocket;

@@ -11,7 +11,6 @@ use crate::http::body::{empty, Body};
 use crate::http::tunnel::{self, TunnelTerms};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -57,7 +56,7 @@ impl Upgrade {
 
     /// If the upstream switched protocols, starts the tunnel and hands back
     /// the `101` for the client; any other answer comes back to be proxied.
-    pub fn finish(self, mut upstream: Response<Incoming>) -> Handshake {
+    pub fn finish<B>(self, mut upstream: Response<B>) -> Handshake<B> {
         if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Handshake::Refused(upstream);
         }
@@ -82,12 +81,12 @@ impl Upgrade {
 }
 
 /// How the upstream answered a WebSocket handshake.
-pub enum Handshake {
+pub enum Handshake<B> {
     /// It switched protocols: the tunnel runs, and this `101` is the
     /// finished response for the client.
     Switched(Response<Body>),
     /// Any other answer, to be proxied as usual.
-    Refused(Response<Incoming>),
+    Refused(Response<B>),
 }
 
 fn default_idle_timeout() -> std::time::Duration {

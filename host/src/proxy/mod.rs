@@ -31,13 +31,12 @@ use crate::plugin::component::bindings::{Request as PluginRequest, Response as P
 use crate::plugin::RequestContext;
 use crate::proxy::chain::{ChainFault, RequestOutcome, StepStates};
 use crate::tls::TlsInfo;
-use crate::upstream::{call, HttpClient};
+use crate::upstream::{call, ConnectedTo, HttpClient, ResponseBody};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpInfo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -299,7 +298,7 @@ struct Proxy<'a> {
 type ClientBody = Guarded<TimedBody<Incoming>>;
 
 /// An upstream's response body, its trailers guarded.
-type UpstreamBody = Guarded<Incoming>;
+type UpstreamBody = Guarded<ResponseBody>;
 
 impl Proxy<'_> {
     async fn serve(&self, request: Request<Incoming>) -> Response<Body> {
@@ -572,8 +571,8 @@ impl Proxy<'_> {
                     response.map(|body| Guarded::new(body, policy, Direction::FromUpstream));
                 let target = response
                     .extensions()
-                    .get::<HttpInfo>()
-                    .map(|i| i.remote_addr());
+                    .get::<ConnectedTo>()
+                    .map(|peer| peer.0);
                 self.outcome.update(|o| {
                     o.answered_by = AnsweredBy::Upstream;
                     o.upstream_target = target;

@@ -4,14 +4,17 @@
 
 use super::balancer::Balancer;
 use super::connect;
+use super::h1_pool::SendError;
 use super::retry::{self, Failure};
-use super::{HttpClient, Target, Upstream};
+use super::{ConnectedTo, HttpClient, ResponseBody, Target, Upstream};
 use crate::config::{RetryConfig, RouteConfig};
 use crate::http::body::{full, Body};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
+use http::{header, Method};
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
+use hyper_util::client::legacy::connect::HttpInfo;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -134,7 +137,7 @@ pub async fn send(
     upstream: &Upstream,
     request: http::Request<Body>,
     timeout: Option<Duration>,
-) -> Result<http::Response<Incoming>, UpstreamError> {
+) -> Result<http::Response<ResponseBody>, UpstreamError> {
     let mut policy = CallPolicy::of(upstream);
     if let Some(timeout) = timeout {
         policy.timeout = policy.timeout.min(timeout);
@@ -150,7 +153,7 @@ pub async fn call(
     upstream: &Upstream,
     policy: &CallPolicy,
     request: http::Request<Body>,
-) -> Result<http::Response<Incoming>, UpstreamError> {
+) -> Result<http::Response<ResponseBody>, UpstreamError> {
     upstream.budget.deposit();
     let deadline = Instant::now() + policy.timeout;
     let (parts, body) = request.into_parts();
@@ -282,61 +285,104 @@ async fn attempt(
     client: &HttpClient,
     upstream: &Upstream,
     target: &Target,
-    mut request: http::Request<Body>,
+    request: http::Request<Body>,
     policy: &CallPolicy,
     deadline: Instant,
-) -> Result<http::Response<Incoming>, (UpstreamError, Failure)> {
+) -> Result<http::Response<ResponseBody>, (UpstreamError, Failure)> {
+    target.outstanding.fetch_add(1, Ordering::Relaxed);
+    let _outstanding = Outstanding(&target.outstanding);
+    let sending = send_to(client, upstream, target, request, policy.connect_timeout);
+    let (name, address) = (upstream.name.clone(), target.authority.to_string());
+    let error = match tokio::time::timeout_at(deadline, sending).await {
+        Ok(Ok(response)) => return Ok(response),
+        Ok(Err(error)) => error,
+        Err(_) => {
+            return Err((
+                UpstreamError::Timeout {
+                    upstream: name,
+                    target: address,
+                    timeout: policy.timeout,
+                },
+                Failure::Other,
+            ))
+        }
+    };
+    let (message, failure) = match error {
+        SendError::ConnectTimeout => {
+            return Err((
+                UpstreamError::ConnectTimeout {
+                    upstream: name,
+                    target: address,
+                    timeout: policy.connect_timeout,
+                },
+                Failure::Connect,
+            ))
+        }
+        SendError::Connect(e) => (error_chain(&*e), Failure::Connect),
+        SendError::Failed(e) if request_body_failed(&*e) => {
+            (error_chain(&*e), Failure::RequestBody)
+        }
+        SendError::Failed(e) => (error_chain(&*e), Failure::Other),
+    };
+    Err((
+        UpstreamError::Unreachable {
+            upstream: name,
+            target: address,
+            message,
+        },
+        failure,
+    ))
+}
+
+/// Sends `request` to `target`: plain HTTP/1.1 over a connection this task
+/// drives (`h1_pool`); TLS, HTTP/2, upgrades and `CONNECT` through
+/// hyper's pooled client, which owns what those need.
+async fn send_to(
+    client: &HttpClient,
+    upstream: &Upstream,
+    target: &Target,
+    mut request: http::Request<Body>,
+    connect_timeout: Duration,
+) -> Result<http::Response<ResponseBody>, SendError> {
     let path = request
         .uri()
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let own_connection = upstream.client.is_none()
+        && request.method() != Method::CONNECT
+        && !request.headers().contains_key(header::UPGRADE);
+    if own_connection {
+        *request.uri_mut() = http::Uri::from(path);
+        if !request.headers().contains_key(header::HOST) {
+            request
+                .headers_mut()
+                .insert(header::HOST, target.host.clone());
+        }
+        return target
+            .pool
+            .send(&target.authority, request, connect_timeout)
+            .await;
+    }
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(upstream.scheme.clone());
     parts.authority = Some(target.authority.clone());
     parts.path_and_query = Some(path);
     *request.uri_mut() =
         http::Uri::from_parts(parts).expect("scheme, authority and path make a URI");
-    target.outstanding.fetch_add(1, Ordering::Relaxed);
-    let _outstanding = Outstanding(&target.outstanding);
     let client = upstream.client.as_ref().unwrap_or(client);
-    let sending = connect::with_connect_timeout(policy.connect_timeout, client.request(request));
-    let (name, address) = (upstream.name.clone(), target.authority.to_string());
-    match tokio::time::timeout_at(deadline, sending).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) if connect::is_connect_timeout(&e) => Err((
-            UpstreamError::ConnectTimeout {
-                upstream: name,
-                target: address,
-                timeout: policy.connect_timeout,
-            },
-            Failure::Connect,
-        )),
-        Ok(Err(e)) => {
-            let failure = if e.is_connect() {
-                Failure::Connect
-            } else if request_body_failed(&e) {
-                Failure::RequestBody
-            } else {
-                Failure::Other
-            };
-            Err((
-                UpstreamError::Unreachable {
-                    upstream: name,
-                    target: address,
-                    message: error_chain(&e),
-                },
-                failure,
-            ))
+    let sending = connect::with_connect_timeout(connect_timeout, client.request(request));
+    match sending.await {
+        Ok(mut response) => {
+            if let Some(info) = response.extensions().get::<HttpInfo>() {
+                let peer = ConnectedTo(info.remote_addr());
+                response.extensions_mut().insert(peer);
+            }
+            Ok(response.map(ResponseBody::shared))
         }
-        Err(_) => Err((
-            UpstreamError::Timeout {
-                upstream: name,
-                target: address,
-                timeout: policy.timeout,
-            },
-            Failure::Other,
-        )),
+        Err(e) if connect::is_connect_timeout(&e) => Err(SendError::ConnectTimeout),
+        Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),
+        Err(e) => Err(SendError::Failed(e.into())),
     }
 }
 

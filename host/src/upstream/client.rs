@@ -1,5 +1,7 @@
-//! The pooled HTTP(S) clients upstream calls go through: one shared
-//! keep-alive pool, and one per upstream with its own TLS or HTTP version.
+//! hyper's pooled HTTP(S) clients: what health checks, upgrades, and
+//! upstreams with TLS or HTTP/2 go through (plain HTTP/1.1 requests use
+//! `h1_pool`): one shared keep-alive pool, and one per upstream with its
+//! own TLS or HTTP version.
 //! Each is split per connection worker (`http::workers`), so a request
 //! borrows a connection its own thread drives.
 
@@ -10,7 +12,7 @@ use crate::http::workers::{self, PerWorker};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// One keep-alive pool and the connector that fills it.
@@ -50,6 +52,13 @@ impl std::fmt::Debug for HttpClient {
 /// Connect timeout of a connection opened outside any route's call.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a keep-alive connection to an upstream may sit idle before it is closed.
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Idle connections one worker keeps per target: a budget of 256 shared by the workers.
+pub(super) static MAX_IDLE_PER_WORKER: LazyLock<usize> =
+    LazyLock::new(|| 256usize.div_ceil(workers::count()));
+
 /// Builds the shared client: keep-alive pool, no Nagle delay, HTTP/1.1,
 /// per-request connect timeout (TLS handshake included).
 pub fn http_client() -> HttpClient {
@@ -70,9 +79,8 @@ fn pool_for(tls: Option<&UpstreamTlsConfig>, protocol: UpstreamProtocol) -> Pool
     connector.set_nodelay(true);
     let mut builder = Client::builder(TokioExecutor::new());
     builder
-        .pool_idle_timeout(Duration::from_secs(60))
-        // The idle budget of one pool before the split, shared by the workers.
-        .pool_max_idle_per_host(256usize.div_ceil(workers::count()))
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(*MAX_IDLE_PER_WORKER)
         .http2_only(protocol == UpstreamProtocol::H2);
     builder.build(TimedConnector::new(
         crate::tls::client::connector(connector, tls, protocol),

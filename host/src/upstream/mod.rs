@@ -1,6 +1,6 @@
-//! Upstreams: named groups of servers reached through one pooled keep-alive
-//! client (or their own, when they speak https with their own CA or server
-//! name, or HTTP/2), and how a request gets to one of them.
+//! Upstreams: named groups of servers reached over keep-alive connections
+//! pooled per target and per worker (or through hyper's pooled client,
+//! when they speak https or HTTP/2), and how a request gets to one of them.
 //!
 //! [`call`] is that way: pick a healthy target ([`balancer`], [`health`]),
 //! ask the upstream's circuit breaker ([`breaker`]), send under the route's
@@ -9,9 +9,11 @@
 //! idempotent 5xx on another target while the upstream's [`retry`] budget
 //! allows. [`report`] shows all that to operators.
 //!
-//! Lives here: [`Upstream`] and its targets; the pooled clients
-//! ([`client`]); the call with its retries ([`call`]); the current set by
-//! name ([`directory`]). May use `config`, `http::body`, `tls` and `observe`.
+//! Lives here: [`Upstream`] and its targets; each target's pool of plain
+//! HTTP/1.1 connections the request drives itself ([`h1_pool`], with the
+//! [`ResponseBody`] that hands a connection back); hyper's pooled clients
+//! for TLS, HTTP/2 and upgrades ([`client`]); the call with its retries
+//! ([`call`]); the current set by name ([`directory`]). May use `config`, `http::body`, `tls` and `observe`.
 
 mod balancer;
 mod breaker;
@@ -23,12 +25,15 @@ mod retry;
 mod call;
 mod client;
 mod directory;
+mod h1_pool;
+mod response_body;
 
 pub use balancer::Balancer;
 pub use breaker::CircuitState;
 pub use call::{call, send, CallPolicy, UpstreamError};
 pub use client::{http_client, HttpClient};
 pub use directory::UpstreamDirectory;
+pub use response_body::{ConnectedTo, ResponseBody};
 
 use crate::config::{
     BalanceStrategy, HealthCheckConfig, PassiveHealthConfig, UpstreamConfig, UpstreamProtocol,
@@ -51,6 +56,10 @@ pub struct Target {
     /// Requests sent and not yet answered (response headers), for `least_request`.
     outstanding: AtomicUsize,
     pub health: TargetHealth,
+    /// Its `Host` for a request that has none (HTTP/1.0, or HTTP/2 without `:authority`).
+    host: http::HeaderValue,
+    /// Its idle plain HTTP/1.1 connections.
+    pool: Arc<h1_pool::Pool>,
 }
 
 impl Weighed for Target {
@@ -97,11 +106,14 @@ impl Upstream {
             .targets
             .iter()
             .filter_map(|t| {
+                let authority: Authority = t.address.parse().ok()?;
                 Some(Target {
-                    authority: t.address.parse().ok()?,
+                    host: http::HeaderValue::from_str(authority.as_str()).ok()?,
+                    authority,
                     weight: t.weight.max(1),
                     outstanding: AtomicUsize::new(0),
                     health: TargetHealth::default(),
+                    pool: h1_pool::Pool::new(),
                 })
             })
             .collect();

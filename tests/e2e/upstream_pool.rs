@@ -1,0 +1,124 @@
+//! The plain HTTP/1.1 upstream pool over real sockets: keep-alive
+//! connections go back to the pool when their response ends (bodiless ones
+//! too), a connection the upstream closed while idle is never written to,
+//! and a response the client abandons does not leave its connection for
+//! the next request.
+
+use crate::support::{get_client, Backend, TestGateway};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn route_to(addr: std::net::SocketAddr) -> String {
+    format!(
+        "upstreams:
+  u: {{ targets: ['{addr}'] }}
+routes:
+  - name: r
+    match: {{ path_prefix: / }}
+    upstream: u
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_requests_share_one_upstream_connection_bodiless_answers_included() {
+    let x = Backend::start("x").await;
+    let gw = TestGateway::start_config(&route_to(x.addr)).await;
+    let client = get_client();
+    let url = gw.url("/pooled");
+    for _ in 0..5 {
+        assert_eq!(client.get(&url, &[]).await.status, 200);
+    }
+    for _ in 0..3 {
+        let reply = client.send("HEAD", &url, &[], b"").await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    x.set_status(204);
+    for _ in 0..3 {
+        assert_eq!(client.get(&url, &[]).await.status, 204);
+    }
+    assert_eq!(x.hits(), 11);
+    assert_eq!(x.connections(), 1, "every response freed the connection");
+}
+
+/// An upstream that answers each request on a connection with keep-alive
+/// framing, then closes the connection `close_after` later without saying so.
+async fn closing_upstream(close_after: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(close_after).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
+    let (addr, accepted) = closing_upstream(Duration::from_millis(20)).await;
+    let gw = TestGateway::start_config(&route_to(addr)).await;
+    let client = get_client();
+    let url = gw.url("/closing");
+    for i in 0..5 {
+        let reply = client.get(&url, &[]).await;
+        assert_eq!((i, reply.status, &reply.body[..]), (i, 200, &b"ok"[..]));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_the_client_abandons_closes_its_upstream_connection() {
+    // An upstream that sends the head and part of a long body, then waits.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen = closed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\npartial")
+                    .await;
+                // The gateway closing its end is the only way this read ends.
+                let _ = stream.read(&mut buf).await;
+                seen.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let gw = TestGateway::start_config(&route_to(addr)).await;
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    client
+        .write_all(b"GET /abandoned HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = client.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    drop(client);
+    crate::support::eventually!("the gateway closed the upstream connection", {
+        closed.load(Ordering::SeqCst) == 1
+    });
+}
