@@ -39,11 +39,17 @@ pub(super) enum SendError {
     Failed(BoxError),
 }
 
+/// hyper's connection future, boxed: it holds both buffers of the
+/// connection, and every future a request awaits on its way upstream (down
+/// to the one hyper's server moves into place for each request) would
+/// otherwise carry it inline and be copied with it.
+type Io = Pin<Box<Connection<TokioIo<TcpStream>, Body>>>;
+
 /// One open connection: the handle requests are sent with, and the
 /// connection future that does the reading and writing when polled.
 pub(super) struct Conn {
     sender: SendRequest<Body>,
-    io: Connection<TokioIo<TcpStream>, Body>,
+    io: Io,
     peer: SocketAddr,
 }
 
@@ -51,7 +57,7 @@ impl Conn {
     /// Polls the connection: `true` once it has closed (or failed), when it
     /// can never carry another request.
     pub(super) fn poll_closed(&mut self, cx: &mut Context<'_>) -> bool {
-        Pin::new(&mut self.io).poll(cx).is_ready()
+        self.io.as_mut().poll(cx).is_ready()
     }
 
     /// Whether it may carry the next request now: open, and done with the
@@ -170,7 +176,7 @@ impl Pool {
             let mut io = Some(io);
             let sent = std::future::poll_fn(|cx| {
                 if let Some(open) = &mut io {
-                    if Pin::new(open).poll(cx).is_ready() {
+                    if open.as_mut().poll(cx).is_ready() {
                         // Closed or failed: dropping it fails the request
                         // still waiting on it.
                         io = None;
@@ -218,7 +224,11 @@ async fn connect(authority: &Authority, timeout: Duration) -> Result<Conn, SendE
     let (sender, io) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| SendError::Connect(e.into()))?;
-    Ok(Conn { sender, io, peer })
+    Ok(Conn {
+        sender,
+        io: Box::pin(io),
+        peer,
+    })
 }
 
 /// How often a worker's idle connections are looked over.

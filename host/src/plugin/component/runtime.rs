@@ -715,12 +715,18 @@ impl PluginPool {
     }
 
     /// Replaces `headers` with only those the plugin reads, returning the full
-    /// set to put back after the call; `None` when the plugin reads them all.
+    /// set to put back after the call; `None` when the plugin reads them all
+    /// (or the chain already narrowed them to what this plugin reads, the
+    /// usual case for a chain of one).
     fn narrow_headers(&self, headers: &mut Vec<(String, String)>) -> Option<Vec<(String, String)>> {
         let interest = self.header_interest.as_ref()?;
+        let wanted = |name: &String| interest.iter().any(|i| i == name);
+        if headers.iter().all(|(name, _)| wanted(name)) {
+            return None;
+        }
         let narrowed = headers
             .iter()
-            .filter(|(name, _)| interest.iter().any(|i| i == name))
+            .filter(|(name, _)| wanted(name))
             .cloned()
             .collect();
         Some(std::mem::replace(headers, narrowed))
