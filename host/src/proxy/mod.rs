@@ -31,7 +31,7 @@ use crate::plugin::component::bindings::{Request as PluginRequest, Response as P
 use crate::plugin::RequestContext;
 use crate::proxy::chain::{ChainFault, RequestOutcome, StepStates};
 use crate::tls::TlsInfo;
-use crate::upstream::{call, ConnectedTo, HttpClient, ResponseBody};
+use crate::upstream::{call, HttpClient, ResponseBody};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -566,13 +566,10 @@ impl Proxy<'_> {
                     None => response,
                 };
                 strip_hop_by_hop(response.headers_mut());
+                let target = response.body().peer();
                 let policy = self.trailers.clone();
                 let response =
                     response.map(|body| Guarded::new(body, policy, Direction::FromUpstream));
-                let target = response
-                    .extensions()
-                    .get::<ConnectedTo>()
-                    .map(|peer| peer.0);
                 self.outcome.update(|o| {
                     o.answered_by = AnsweredBy::Upstream;
                     o.upstream_target = target;

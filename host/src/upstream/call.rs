@@ -6,7 +6,7 @@ use super::balancer::Balancer;
 use super::connect;
 use super::h1_pool::SendError;
 use super::retry::{self, Failure};
-use super::{ConnectedTo, HttpClient, ResponseBody, Target, Upstream};
+use super::{HttpClient, ResponseBody, Target, Upstream};
 use crate::config::{RetryConfig, RouteConfig};
 use crate::http::body::{full, Body};
 use bytes::Bytes;
@@ -373,12 +373,12 @@ async fn send_to(
     let client = upstream.client.as_ref().unwrap_or(client);
     let sending = connect::with_connect_timeout(connect_timeout, client.request(request));
     match sending.await {
-        Ok(mut response) => {
-            if let Some(info) = response.extensions().get::<HttpInfo>() {
-                let peer = ConnectedTo(info.remote_addr());
-                response.extensions_mut().insert(peer);
-            }
-            Ok(response.map(ResponseBody::shared))
+        Ok(response) => {
+            let peer = response
+                .extensions()
+                .get::<HttpInfo>()
+                .map(HttpInfo::remote_addr);
+            Ok(response.map(|body| ResponseBody::shared(body, peer)))
         }
         Err(e) if connect::is_connect_timeout(&e) => Err(SendError::ConnectTimeout),
         Err(e) if e.is_connect() => Err(SendError::Connect(e.into())),

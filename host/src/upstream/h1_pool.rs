@@ -12,7 +12,7 @@
 //! hyper's client (`client.rs`).
 
 use super::client::{IDLE_TIMEOUT, MAX_IDLE_PER_WORKER};
-use super::response_body::{ConnectedTo, ResponseBody};
+use super::response_body::ResponseBody;
 use crate::http::body::{Body, BoxError};
 use crate::http::workers::PerWorker;
 use http::uri::Authority;
@@ -188,10 +188,9 @@ impl Pool {
             match sent {
                 Ok(response) => {
                     let conn = io.map(|io| Conn { sender, io, peer });
-                    let mut response =
-                        response.map(|body| ResponseBody::pooled(body, conn, self.clone()));
-                    response.extensions_mut().insert(ConnectedTo(peer));
-                    return Ok(response);
+                    return Ok(
+                        response.map(|body| ResponseBody::pooled(body, peer, conn, self.clone()))
+                    );
                 }
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => request = unsent,

@@ -33,7 +33,7 @@ pub use breaker::CircuitState;
 pub use call::{call, send, CallPolicy, UpstreamError};
 pub use client::{http_client, HttpClient};
 pub use directory::UpstreamDirectory;
-pub use response_body::{ConnectedTo, ResponseBody};
+pub use response_body::ResponseBody;
 
 use crate::config::{
     BalanceStrategy, HealthCheckConfig, PassiveHealthConfig, UpstreamConfig, UpstreamProtocol,

@@ -11,34 +11,44 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-/// The address an upstream response came from, in its extensions: what the
-/// access log names as the target that answered.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnectedTo(pub SocketAddr);
-
 /// An upstream response's body as hyper reads it, plus the connection it
 /// arrives on when no task of hyper's drives that connection.
 pub struct ResponseBody {
     incoming: Incoming,
     driven: Option<(Conn, Arc<Pool>)>,
+    peer: Option<SocketAddr>,
 }
 
 impl ResponseBody {
-    /// A body whose connection hyper's own client drives.
-    pub(super) fn shared(incoming: Incoming) -> ResponseBody {
+    /// A body whose connection hyper's own client drives, from `peer`.
+    pub(super) fn shared(incoming: Incoming, peer: Option<SocketAddr>) -> ResponseBody {
         ResponseBody {
             incoming,
             driven: None,
+            peer,
         }
     }
 
-    /// A body on `conn` (`None`: it closed already), which goes back to
-    /// `pool` when the body has been read to its end.
-    pub(super) fn pooled(incoming: Incoming, conn: Option<Conn>, pool: Arc<Pool>) -> ResponseBody {
+    /// A body from `peer` on `conn` (`None`: it closed already), which goes
+    /// back to `pool` when the body has been read to its end.
+    pub(super) fn pooled(
+        incoming: Incoming,
+        peer: SocketAddr,
+        conn: Option<Conn>,
+        pool: Arc<Pool>,
+    ) -> ResponseBody {
         ResponseBody {
             incoming,
             driven: conn.map(|conn| (conn, pool)),
+            peer: Some(peer),
         }
+    }
+
+    /// The address the response came from: what the access log and the
+    /// span name as the target that answered. (Kept here rather than in the
+    /// response's extensions, whose first entry costs a map allocation.)
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// Hands the connection back to its pool: the exchange on it is over.
