@@ -292,11 +292,11 @@ async fn attempt(
     target.outstanding.fetch_add(1, Ordering::Relaxed);
     let _outstanding = Outstanding(&target.outstanding);
     let sending = send_to(client, upstream, target, request, policy.connect_timeout);
-    let (name, address) = (upstream.name.clone(), target.authority.to_string());
     let error = match tokio::time::timeout_at(deadline, sending).await {
         Ok(Ok(response)) => return Ok(response),
         Ok(Err(error)) => error,
         Err(_) => {
+            let (name, address) = (upstream.name.clone(), target.authority.to_string());
             return Err((
                 UpstreamError::Timeout {
                     upstream: name,
@@ -304,9 +304,10 @@ async fn attempt(
                     timeout: policy.timeout,
                 },
                 Failure::Other,
-            ))
+            ));
         }
     };
+    let (name, address) = (upstream.name.clone(), target.authority.to_string());
     let (message, failure) = match error {
         SendError::ConnectTimeout => {
             return Err((
