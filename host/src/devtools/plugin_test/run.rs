@@ -151,7 +151,7 @@ async fn run_step(
         request: result,
         response,
         response_skipped,
-        context,
+        context: context.into_iter().collect(),
         kv: sandbox.kv_entries(),
         logs,
         outbound,

@@ -3,15 +3,18 @@
 use crate::plugin::bounds::CallBudget;
 use crate::plugin::grants::Grants;
 use crate::plugin::host::HostServices;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// The request-scoped context plugins of one chain share.
-pub type RequestContext = HashMap<String, String>;
+/// The request-scoped context plugins of one chain share. A B-tree: a
+/// context holds a handful of entries (bounded by `bounds`), which it finds
+/// by comparing a few keys rather than hashing each with a keyed SipHash,
+/// and lists in one stable order.
+pub type RequestContext = BTreeMap<String, String>;
 
 /// Store data of one plugin instance.
 pub struct PluginState {
