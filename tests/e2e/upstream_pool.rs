@@ -5,6 +5,10 @@
 //! the next request.
 
 use crate::support::{get_client, Backend, TestGateway};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,22 +26,40 @@ routes:
     )
 }
 
+/// Sends `method /pooled` on `sender`'s one client connection and reads the
+/// answer to its end.
+async fn exchange(sender: &mut SendRequest<Empty<Bytes>>, method: &str) -> u16 {
+    sender.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method(method)
+        .uri("/pooled")
+        .header("host", "test")
+        .body(Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sequential_requests_share_one_upstream_connection_bodiless_answers_included() {
     let x = Backend::start("x").await;
     let gw = TestGateway::start_config(&route_to(x.addr)).await;
-    let client = get_client();
-    let url = gw.url("/pooled");
+    // One client connection: it is served by one worker, whose idle
+    // upstream connections are its own.
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
     for _ in 0..5 {
-        assert_eq!(client.get(&url, &[]).await.status, 200);
+        assert_eq!(exchange(&mut sender, "GET").await, 200);
     }
     for _ in 0..3 {
-        let reply = client.send("HEAD", &url, &[], b"").await.unwrap();
-        assert_eq!(reply.status, 200);
+        assert_eq!(exchange(&mut sender, "HEAD").await, 200);
     }
     x.set_status(204);
     for _ in 0..3 {
-        assert_eq!(client.get(&url, &[]).await.status, 204);
+        assert_eq!(exchange(&mut sender, "GET").await, 204);
     }
     assert_eq!(x.hits(), 11);
     assert_eq!(x.connections(), 1, "every response freed the connection");
