@@ -65,9 +65,13 @@ async fn sequential_requests_share_one_upstream_connection_bodiless_answers_incl
     assert_eq!(x.connections(), 1, "every response freed the connection");
 }
 
-/// An upstream that answers each request on a connection with keep-alive
-/// framing, then closes the connection `close_after` later without saying so.
-async fn closing_upstream(close_after: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// An upstream that answers the first request on each connection with
+/// `answer`, then holds the connection `hold` long and closes it without
+/// saying so.
+async fn scripted_upstream(
+    answer: &'static [u8],
+    hold: Duration,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -84,19 +88,19 @@ async fn closing_upstream(close_after: Duration) -> (std::net::SocketAddr, Arc<A
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(close_after).await;
+                let _ = stream.write_all(answer).await;
+                tokio::time::sleep(hold).await;
             });
         }
     });
     (addr, accepted)
 }
 
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
-    let (addr, accepted) = closing_upstream(Duration::from_millis(20)).await;
+    let (addr, accepted) = scripted_upstream(OK, Duration::from_millis(20)).await;
     let gw = TestGateway::start_config(&route_to(addr)).await;
     let client = get_client();
     let url = gw.url("/closing");
@@ -106,6 +110,29 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_reused() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+/// An upstream that appends a second, unasked-for response to its answer
+/// (a desync attempt) must not have it delivered as the answer to the next
+/// request: the connection is not used again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_an_upstream_sends_unasked_never_answers_the_next_request() {
+    const SMUGGLING: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+        HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
+    let (addr, accepted) = scripted_upstream(SMUGGLING, Duration::from_secs(10)).await;
+    let gw = TestGateway::start_config(&route_to(addr)).await;
+    let client = get_client();
+    let url = gw.url("/desync");
+    for i in 0..4 {
+        let reply = client.get(&url, &[]).await;
+        assert_eq!((i, reply.status, &reply.body[..]), (i, 200, &b"ok"[..]));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "no connection was reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
